@@ -58,6 +58,14 @@ pub fn new_invite_code() -> String {
     )
 }
 
+/// A random first password of 20 characters in four groups (100 random bits), readable
+/// from a terminal without confusing look-alike letters.
+pub fn new_password() -> String {
+    let bytes: [u8; 20] = rand::random();
+    let chars: Vec<char> = bytes.iter().map(|b| INVITE_ALPHABET[(b & 31) as usize].to_ascii_lowercase() as char).collect();
+    chars.chunks(5).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
 /// Brings a typed invite code to its stored form: upper case, dashes and spaces dropped and
 /// put back, and the letters people confuse with digits read as those digits.
 pub fn normalize_invite_code(raw: &str) -> Option<String> {

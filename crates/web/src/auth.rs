@@ -62,9 +62,9 @@ pub fn csrf_for(secret: &str) -> String {
     hex::encode(&Sha256::digest(format!("voxhub-csrf:{secret}").as_bytes())[..16])
 }
 
-pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// The value of one cookie sent with a request.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -1,0 +1,250 @@
+//! Server configuration: embedded defaults, then a TOML file, then `VOXHUB_SECTION__KEY`
+//! environment variables, then command-line flags. Parsed once at start-up into typed
+//! values; an unknown key anywhere is an error that names it.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Environment variables of the command-line client, which the server ignores.
+const CLIENT_VARIABLES: &[&str] = &["VOXHUB_URL", "VOXHUB_TOKEN", "VOXHUB_CONFIG_DIR"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+    /// Password of the first admin account, used only when the database is created.
+    /// Set it with `VOXHUB_ADMIN_PASSWORD`; when absent a random one is printed once.
+    pub admin_password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where the database and data live. Default `./voxhub-data`.
+    pub data_dir: PathBuf,
+    /// The address people open in their browser, if it differs from `listen`
+    /// (behind a reverse proxy). An `https://` address also marks cookies Secure.
+    pub public_url: Option<String>,
+    /// Take client addresses from `X-Forwarded-For`. Only behind a trusted reverse proxy.
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a login lasts, in hours.
+    pub session_hours: i64,
+    /// Failed logins for one account within the window before further tries are refused.
+    pub max_failures_per_username: usize,
+    /// Failed logins from one network address within the window before further tries are
+    /// refused. Raise it when a whole class logs in through one NAT address.
+    pub max_failures_per_address: usize,
+    /// The throttling window, in seconds.
+    pub failure_window_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or a tracing filter such as `voxhub=debug`.
+    pub level: String,
+}
+
+/// A secret value that never prints.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { server: ServerConfig::default(), auth: AuthConfig::default(), log: LogConfig::default(), admin_password: None }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            data_dir: PathBuf::from("./voxhub-data"),
+            public_url: None,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let policy = voxhub_core::throttle::ThrottlePolicy::default();
+        Self {
+            session_hours: 12,
+            max_failures_per_username: policy.max_failures_per_username,
+            max_failures_per_address: policy.max_failures_per_address,
+            failure_window_s: policy.window_ms / 1000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+/// Flags of `voxhub serve` that override the configuration.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Builds the configuration from its layers.
+    pub fn load(file: Option<&Path>, env: &[(String, String)], overrides: Overrides) -> Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read the configuration file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("the configuration file {} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("VOXHUB_") else { continue };
+            if CLIENT_VARIABLES.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            insert_path(&mut table, &path, parse_env_value(value))
+                .with_context(|| format!("the environment variable {name} does not fit the configuration"))?;
+        }
+        let mut config: Config = toml::Value::Table(table).try_into().map_err(|error: toml::de::Error| {
+            anyhow::anyhow!(
+                "invalid configuration: {}; see the README section 'Configuration' for every key",
+                error.message()
+            )
+        })?;
+        if let Some(listen) = overrides.listen {
+            config.server.listen = listen;
+        }
+        if let Some(data_dir) = overrides.data_dir {
+            config.server.data_dir = data_dir;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1..=24 * 31).contains(&self.auth.session_hours) {
+            bail!("invalid configuration: auth.session_hours must be between 1 and 744");
+        }
+        if self.auth.max_failures_per_username == 0 || self.auth.max_failures_per_address == 0 {
+            bail!("invalid configuration: auth.max_failures_per_username and auth.max_failures_per_address must be at least 1");
+        }
+        if self.auth.failure_window_s == 0 {
+            bail!("invalid configuration: auth.failure_window_s must be at least 1");
+        }
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("invalid configuration: server.public_url must start with http:// or https://");
+        }
+        Ok(())
+    }
+
+    /// The address to show people.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.server.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// Environment values are typed like TOML values when they read as one (`true`, `8080`),
+/// and are strings otherwise.
+fn parse_env_value(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut table) => match table.remove("v") {
+            Some(value @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_))) => value,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {
+    let (last, parents) = path.split_last().expect("path has at least one part");
+    let mut current = table;
+    for part in parents {
+        let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().with_context(|| format!("'{part}' is a value, not a section"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_8080_with_a_local_data_dir() {
+        let config = Config::load(None, &[], Overrides::default()).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.data_dir, PathBuf::from("./voxhub-data"));
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("voxhub.toml");
+        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/srv/a\"\n[auth]\nsession_hours = 8\n").unwrap();
+        let config = Config::load(
+            Some(&file),
+            &env(&[("VOXHUB_SERVER__DATA_DIR", "/srv/b"), ("VOXHUB_AUTH__SESSION_HOURS", "4"), ("VOXHUB_URL", "x")]),
+            Overrides { data_dir: Some("/srv/c".into()), listen: None },
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(config.server.data_dir, PathBuf::from("/srv/c"));
+        assert_eq!(config.auth.session_hours, 4);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_or_environment_are_errors_that_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("voxhub.toml");
+        std::fs::write(&file, "[server]\nlisten_addr = \"127.0.0.1:9000\"\n").unwrap();
+        let error = Config::load(Some(&file), &[], Overrides::default()).unwrap_err();
+        assert!(format!("{error:#}").contains("listen_addr"), "{error:#}");
+        let error = Config::load(None, &env(&[("VOXHUB_SERVR__LISTEN", "x")]), Overrides::default()).unwrap_err();
+        assert!(format!("{error:#}").contains("servr"), "{error:#}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_refused() {
+        assert!(Config::load(None, &env(&[("VOXHUB_SERVER__LISTEN", "not an address")]), Overrides::default()).is_err());
+        assert!(Config::load(None, &env(&[("VOXHUB_AUTH__SESSION_HOURS", "0")]), Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn the_admin_password_comes_from_the_environment_and_never_prints() {
+        let config = Config::load(None, &env(&[("VOXHUB_ADMIN_PASSWORD", "a long secret value")]), Overrides::default()).unwrap();
+        assert_eq!(config.admin_password.as_ref().unwrap().0, "a long secret value");
+        assert!(!format!("{config:?}").contains("long secret"));
+    }
+}

@@ -1,0 +1,189 @@
+//! A real-browser test: headless Chromium (Debian's `chromium` and `chromium-driver`)
+//! drives the voxhub web UI. An admin logs in, creates a class and an invite code; a
+//! student registers with that code in a second browser session; the admin then sees the
+//! student on the class page.
+//!
+//! Where chromedriver is missing the test says so loudly and skips, except under CI
+//! (`CI` set), where a missing browser is a failure.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const ADMIN_PASSWORD: &str = "browser-test-admin-password";
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_voxhub(data_dir: &std::path::Path) -> (KillOnDrop, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_voxhub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("VOXHUB_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("VOXHUB_LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("voxhub starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("voxhub prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("voxhub is listening on ") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (KillOnDrop(child), url)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_chromedriver() -> (KillOnDrop, u16) {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (KillOnDrop(child), port)
+}
+
+async fn browser(port: u16, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--no-first-run", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session starts")
+}
+
+async fn fill(client: &Client, id: &str, value: &str) {
+    let field = client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field #{id}: {e}"));
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn set_value(client: &Client, id: &str, value: &str) {
+    client
+        .execute("document.getElementById(arguments[0]).value = arguments[1];", vec![id.into(), value.into()])
+        .await
+        .unwrap();
+}
+
+/// Submits a form and waits until the page that answers it shows `expect` (a CSS selector).
+async fn submit(client: &Client, form_css: &str, expect: &str) {
+    client.find(Locator::Css(&format!("{form_css} button[type=submit]"))).await.unwrap().click().await.unwrap();
+    if let Err(error) = client.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(expect)).await {
+        screenshot(client, "failed-submit").await;
+        panic!("after submitting {form_css}, no {expect} appeared: {error}");
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
+    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium and chromium-driver are required under CI; .ci/run installs them");
+        }
+        eprintln!("\n*** SKIPPED browser test: {CHROMEDRIVER} or {CHROMIUM} is missing. Install them with `apt-get install chromium chromium-driver`. ***\n");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (_server, url) = start_voxhub(&work.path().join("data"));
+    let (_driver, port) = start_chromedriver();
+    let admin = browser(port, &work.path().join("admin-profile")).await;
+    let student = browser(port, &work.path().join("student-profile")).await;
+
+    let result = async {
+        // The admin logs in.
+        admin.goto(&format!("{url}/classes")).await.unwrap();
+        assert!(admin.current_url().await.unwrap().path().starts_with("/login"), "signed-out visitors are sent to the login page");
+        fill(&admin, "username", "admin").await;
+        fill(&admin, "password", ADMIN_PASSWORD).await;
+        submit(&admin, "form[action='/login']", "#create-class").await;
+        assert_eq!(admin.current_url().await.unwrap().path(), "/classes", "login returns to the page asked for");
+
+        // Creates a class.
+        fill(&admin, "class_name", "Deep Learning for Medical Imaging").await;
+        set_value(&admin, "starts_on", "2026-09-01").await;
+        set_value(&admin, "ends_on", "2027-01-31").await;
+        fill(&admin, "description", "Weekly labs on CT segmentation.").await;
+        submit(&admin, "#create-class", "#class-name").await;
+        let class_url = admin.current_url().await.unwrap();
+        assert!(class_url.path().starts_with("/classes/"), "lands on the new class page: {class_url}");
+        let heading = admin.find(Locator::Id("class-name")).await.unwrap().text().await.unwrap();
+        assert_eq!(heading, "Deep Learning for Medical Imaging");
+
+        // Creates an invite code for 60 students.
+        submit(&admin, "#create-invite", "#invites .invite-code").await;
+        let code = admin.find(Locator::Css("#invites .invite-code")).await.unwrap().text().await.unwrap();
+        assert_eq!(code.len(), 14, "an invite code like ABCD-EFGH-JKMN: {code}");
+        screenshot(&admin, "class-with-invite").await;
+
+        // A student registers with that code in a separate browser session.
+        student.goto(&format!("{url}/register")).await.unwrap();
+        fill(&student, "invite_code", &code.to_lowercase()).await;
+        fill(&student, "display_name", "Maria Gonzalez").await;
+        fill(&student, "reg_username", "maria.g").await;
+        fill(&student, "reg_password", "stethoscope-2026").await;
+        fill(&student, "reg_password_again", "stethoscope-2026").await;
+        screenshot(&student, "register").await;
+        submit(&student, "form[action='/register']", ".notice.ok").await;
+        let landed = student.current_url().await.unwrap();
+        assert_eq!(landed.path(), class_url.path(), "the student lands on their class");
+        let welcome = student.find(Locator::Css(".notice.ok")).await.unwrap().text().await.unwrap();
+        assert!(welcome.contains("Welcome"), "{welcome}");
+        let teachers_only = student.find_all(Locator::Css("#invites")).await.unwrap();
+        assert!(teachers_only.is_empty(), "students do not see invite codes");
+        screenshot(&student, "student-class").await;
+
+        // The admin sees the student on the class page, with the code they used.
+        admin.refresh().await.unwrap();
+        let members = admin.find(Locator::Id("members")).await.unwrap().text().await.unwrap();
+        assert!(members.contains("maria.g"), "{members}");
+        assert!(members.contains("Maria Gonzalez"), "{members}");
+        assert!(members.contains(&code), "the class page shows which code the student joined with: {members}");
+        screenshot(&admin, "class-with-student").await;
+    }
+    .await;
+    admin.close().await.ok();
+    student.close().await.ok();
+    result
+}
