@@ -10,7 +10,19 @@ mod serve;
 
 use clap::Parser;
 
+/// Password hashing allocates 19 MiB at a time. glibc's malloc raises its mmap threshold
+/// after the first such block is freed and from then on keeps freed blocks in its heaps,
+/// so resident memory would grow with every login; a fixed threshold returns them at once.
+fn bound_allocator_caching() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning and is called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    bound_allocator_caching();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

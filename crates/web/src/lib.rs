@@ -4,6 +4,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`error`] | the error type and its mapping to status codes and `{"error":{…}}` bodies |
+//! | [`hashing`] | the fixed thread pool that runs password hashing |
 //! | [`auth`] | who is calling: bearer tokens, session cookies, CSRF, source addresses |
 //! | [`service`] | every operation (permission check, change, audit) shared by API and pages |
 //! | [`api`] | JSON routes, one module per resource, collected into the OpenAPI document |
@@ -12,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod hashing;
 pub mod pages;
 pub mod service;
 
@@ -58,7 +60,7 @@ pub struct Inner {
     pub store: Store,
     pub settings: WebSettings,
     pub throttle: Mutex<LoginThrottle>,
-    pub password_checks: tokio::sync::Semaphore,
+    pub hashing: hashing::HashingPool,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,7 +75,7 @@ impl AppState {
         Self(Arc::new(Inner {
             store,
             throttle: Mutex::new(LoginThrottle::new(settings.throttle)),
-            password_checks: tokio::sync::Semaphore::new(settings.max_concurrent_password_checks.max(1)),
+            hashing: hashing::HashingPool::new(settings.max_concurrent_password_checks),
             settings,
         }))
     }

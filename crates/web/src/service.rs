@@ -239,13 +239,11 @@ fn class_target(class: &Class) -> String {
 // ---------------------------------------------------------------------------------------
 
 async fn hash_password(state: &AppState, password: Password) -> Result<String, ApiError> {
-    let _permit = state.password_checks.acquire().await.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(move || password.hash()).await.map_err(ApiError::internal)
+    state.hashing.run(move || password.hash()).await.map_err(ApiError::internal)
 }
 
 async fn verify_password(state: &AppState, password: Password, hash: String) -> Result<bool, ApiError> {
-    let _permit = state.password_checks.acquire().await.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(move || password.verify(&hash)).await.map_err(ApiError::internal)
+    state.hashing.run(move || password.verify(&hash)).await.map_err(ApiError::internal)
 }
 
 // ---------------------------------------------------------------------------------------

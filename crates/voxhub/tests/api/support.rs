@@ -83,6 +83,11 @@ impl TestApp {
         Self::start(tempfile::tempdir().expect("temporary data directory"), settings).await
     }
 
+    /// A server on an existing data directory (e.g. one a stopped app left behind).
+    pub async fn spawn_on(dir: tempfile::TempDir) -> Self {
+        Self::start(dir, WebSettings::default()).await
+    }
+
     async fn start(dir: tempfile::TempDir, settings: WebSettings) -> Self {
         let store = Store::open_sqlite(&dir.path().join(DATABASE_FILE)).await.expect("open the database");
         let admin_id = bootstrap_admin(&store).await;
@@ -334,7 +339,8 @@ impl TestApp {
 
     /// Audit entries (newest first) for a query string such as `action=user.&outcome=denied`.
     pub async fn audit(&self, query: &str) -> Vec<Value> {
-        let body = self.get_ok(&self.admin.token, &format!("/api/v1/audit?limit=1000&{query}")).await;
+        let query = if query.contains("limit=") { query.to_string() } else { format!("limit=1000&{query}") };
+        let body = self.get_ok(&self.admin.token, &format!("/api/v1/audit?{query}")).await;
         body.as_array().expect("audit list").clone()
     }
 

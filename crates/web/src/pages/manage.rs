@@ -465,6 +465,9 @@ async fn class_view(state: &AppState, caller: &PageCaller, source: &str, class_i
         } @else {
             h2 { "Teachers" }
         }
+        @if members.is_empty() {
+            p.muted #members { @if full { "Nobody has joined yet. Create an invite code above, or add someone below." } @else { "No teacher has been added to this class yet." } }
+        } @else {
         table #members {
             thead { tr { th { "Name" } th { "Username" } th { "Role" } @if full { th { "Joined" } th { "Joined with" } th {} } } }
             tbody {
@@ -484,6 +487,7 @@ async fn class_view(state: &AppState, caller: &PageCaller, source: &str, class_i
                     }
                 }
             }
+        }
         }
         @if full {
             div.card {
