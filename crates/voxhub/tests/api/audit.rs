@@ -200,6 +200,21 @@ async fn an_untouched_log_verifies_intact_through_the_api() {
     assert_eq!(report["problem"], Value::Null);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "missing audit entries: refused reads of another account, class, member list or invite list are not audited (service.rs get_user, get_class, list_members, list_invites use `?`/map_err instead of `allowed`), while refused user.list, token.list and audit.list are"]
+async fn refused_reads_of_other_peoples_things_are_audited_too() {
+    let app = TestApp::spawn().await;
+    let teacher = app.user(Role::Teacher).await;
+    let student = app.user(Role::Student).await;
+    let class = app.create_class(&teacher.token, "Private").await;
+    assert_forbidden(&app.get(&student.token, &format!("/api/v1/users/{}", teacher.id)).await);
+    assert_forbidden(&app.get(&student.token, &format!("/api/v1/classes/{class}")).await);
+    assert_forbidden(&app.get(&student.token, &format!("/api/v1/classes/{class}/members")).await);
+    assert_forbidden(&app.get(&student.token, &format!("/api/v1/classes/{class}/invites")).await);
+    let denied = app.audit(&format!("actor={}&outcome=denied", student.username)).await;
+    assert_eq!(denied.len(), 4, "each refusal is recorded: {denied:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Tampering with the database file
 // ---------------------------------------------------------------------------------------

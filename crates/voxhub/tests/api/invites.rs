@@ -290,3 +290,74 @@ async fn revoking_an_invite_keeps_the_people_who_registered_with_it() {
     assert_eq!(status, StatusCode::OK);
     assert!(app.members(class).await.iter().any(|m| m["username"] == "stayer"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_never_use_a_code_more_often_than_allowed() {
+    let Setup { app, teacher, class } = setup().await;
+    let invite = app.create_invite(&teacher.token, class, "student", 2).await;
+    let code = invite["code"].as_str().unwrap().to_string();
+    let users = app.user_count().await;
+    let attempts = (0..6).map(|i| {
+        let app = &app;
+        let code = code.clone();
+        async move { app.register(&code, &format!("racer{i}")).await }
+    });
+    let replies = futures_join_all(attempts).await;
+    let created = replies.iter().filter(|(status, _)| *status == StatusCode::CREATED).count();
+    assert_eq!(created, 2, "{replies:?}");
+    for reply in replies.iter().filter(|(status, _)| *status != StatusCode::CREATED) {
+        assert_error(reply, 410, "invite_used_up");
+    }
+    assert_eq!(app.user_count().await, users + 2);
+    assert_eq!(app.invite(class, invite["id"].as_i64().unwrap()).await["uses"], 2);
+    assert_eq!(app.members(class).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_racing_for_one_username_get_one_account() {
+    let Setup { app, teacher, class } = setup().await;
+    let invite = app.create_invite(&teacher.token, class, "student", 5).await;
+    let code = invite["code"].as_str().unwrap();
+    let (first, second) = tokio::join!(app.register(code, "samename"), app.register(code, "samename"));
+    let mut statuses = [first.0.as_u16(), second.0.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{first:?} {second:?}");
+    assert_eq!(app.invite(class, invite["id"].as_i64().unwrap()).await["uses"], 1, "the loser's use is not consumed");
+}
+
+/// Runs futures concurrently on this task (no extra dependency needed).
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "security gap: a platform *student* who teaches a class (appointed by an admin, or a demoted teacher) can create teacher invite codes, and registering with one makes a platform *teacher* (service.rs create_invite / store register_with_invite use ClassRole::platform_role); a teacher could never grant that through add_member (permissions::can_grant_class_role)"]
+async fn a_platform_student_who_teaches_a_class_cannot_mint_platform_teachers_through_invites() {
+    let Setup { app, class, .. } = setup().await;
+    let student = app.user(Role::Student).await;
+    app.add_member(&app.admin.token, class, &student.username, "teacher").await;
+    let (status, invite) = app
+        .post(&student.token, &format!("/api/v1/classes/{class}/invites"), json!({"role": "teacher", "max_uses": 1}))
+        .await;
+    if status == StatusCode::CREATED {
+        let (status, user) = app.register(invite["code"].as_str().unwrap(), "minted").await;
+        assert!(status != StatusCode::CREATED || user["role"] != "teacher", "a platform student minted a platform teacher: {user}");
+    } else {
+        assert_forbidden(&(status, invite));
+    }
+}

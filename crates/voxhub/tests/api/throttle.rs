@@ -92,3 +92,21 @@ async fn many_usernames_from_one_address_are_refused_with_429_once_the_address_l
     assert!(refused.iter().all(|e| e["source"] == "127.0.0.1"), "the real address is recorded: {refused:?}");
     assert_eq!(refused.len(), limit + 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: behind a trusted proxy the FIRST X-Forwarded-For entry (chosen by the client) is taken as the address, so a client escapes the per-address limit by sending its own X-Forwarded-For (web/src/auth.rs ClientAddr); take the last entry, the one the proxy added"]
+async fn a_client_behind_a_trusted_proxy_cannot_escape_the_address_limit_by_forging_x_forwarded_for() {
+    let settings = WebSettings { trust_forwarded_for: true, ..WebSettings::default() };
+    let limit = settings.throttle.max_failures_per_address;
+    let app = TestApp::spawn_with(settings).await;
+    // The proxy appends the real client address (203.0.113.7) to whatever the client sent.
+    for i in 0..limit {
+        let forwarded = format!("198.51.100.{i}, 203.0.113.7");
+        let reply = login_from(&app, &forwarded, &format!("guess{i}"), "a wrong password").await;
+        assert_error(&reply.pair(), 401, "wrong_credentials");
+    }
+    let reply = login_from(&app, "198.51.100.250, 203.0.113.7", "another-guess", "a wrong password").await;
+    assert_throttled(&reply);
+    let failures = app.audit("action=auth.login").await;
+    assert!(failures.iter().all(|e| e["source"] == "203.0.113.7"), "the audit log records the real address: {failures:?}");
+}
