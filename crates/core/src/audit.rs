@@ -75,7 +75,13 @@ pub fn entry_hash(prev_hash: &str, seq: i64, at_ms: i64, entry: &EntryFields<'_>
     field(prev_hash.as_bytes());
     field(&seq.to_be_bytes());
     field(&at_ms.to_be_bytes());
-    field(entry.actor_id.map(|id| id.to_string()).unwrap_or_default().as_bytes());
+    field(
+        entry
+            .actor_id
+            .map(|id| id.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     field(entry.actor_name.as_bytes());
     field(entry.action.as_bytes());
     field(entry.target.as_bytes());
@@ -134,10 +140,16 @@ pub enum ChainBreak {
     #[error("entry {seq} was altered: its contents no longer match its hash")]
     Altered { seq: i64 },
     #[error("entry {expected_seq} was removed: the entry after {previous_seq} is {found_seq}")]
-    Removed { expected_seq: i64, previous_seq: i64, found_seq: i64 },
+    Removed {
+        expected_seq: i64,
+        previous_seq: i64,
+        found_seq: i64,
+    },
     #[error("entry {seq} does not follow the entry before it: its recorded previous hash differs")]
     Relinked { seq: i64 },
-    #[error("the last entries were removed: the log ends at entry {last_seq} but entry {head_seq} was written")]
+    #[error(
+        "the last entries were removed: the log ends at entry {last_seq} but entry {head_seq} was written"
+    )]
     TailRemoved { last_seq: i64, head_seq: i64 },
 }
 
@@ -151,7 +163,10 @@ pub struct ChainWalker {
 
 impl Default for ChainWalker {
     fn default() -> Self {
-        Self { prev_hash: GENESIS_HASH.to_string(), prev_seq: 0 }
+        Self {
+            prev_hash: GENESIS_HASH.to_string(),
+            prev_seq: 0,
+        }
     }
 }
 
@@ -178,7 +193,10 @@ impl ChainWalker {
     /// Returns the number of entries checked.
     pub fn finish(self, head_seq: i64) -> Result<i64, ChainBreak> {
         if head_seq > self.prev_seq {
-            return Err(ChainBreak::TailRemoved { last_seq: self.prev_seq, head_seq });
+            return Err(ChainBreak::TailRemoved {
+                last_seq: self.prev_seq,
+                head_seq,
+            });
         }
         Ok(self.prev_seq)
     }
@@ -252,20 +270,38 @@ mod tests {
     fn a_removed_entry_names_the_gap() {
         let mut entries = chain(5);
         entries.remove(1);
-        assert_eq!(walk(&entries, 5), Err(ChainBreak::Removed { expected_seq: 2, previous_seq: 1, found_seq: 3 }));
+        assert_eq!(
+            walk(&entries, 5),
+            Err(ChainBreak::Removed {
+                expected_seq: 2,
+                previous_seq: 1,
+                found_seq: 3
+            })
+        );
     }
 
     #[test]
     fn a_removed_tail_is_found_from_the_head() {
         let entries = chain(5);
-        assert_eq!(walk(&entries[..3], 5), Err(ChainBreak::TailRemoved { last_seq: 3, head_seq: 5 }));
+        assert_eq!(
+            walk(&entries[..3], 5),
+            Err(ChainBreak::TailRemoved {
+                last_seq: 3,
+                head_seq: 5
+            })
+        );
     }
 
     #[test]
     fn a_rehashed_entry_still_breaks_the_link_to_the_next() {
         let mut entries = chain(4);
         entries[1].detail = "edited".into();
-        entries[1].hash = entry_hash(&entries[1].prev_hash, 2, entries[1].at_ms, &entries[1].fields());
+        entries[1].hash = entry_hash(
+            &entries[1].prev_hash,
+            2,
+            entries[1].at_ms,
+            &entries[1].fields(),
+        );
         assert_eq!(walk(&entries, 4), Err(ChainBreak::Relinked { seq: 3 }));
     }
 }

@@ -8,7 +8,14 @@ pub fn parse_duration_s(field: &'static str, raw: &str) -> Result<i64, InvalidIn
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let bad = || InvalidInput::new(field, format!("'{raw}' is not a duration; write a number and a unit such as 30m, 12h, 14d or 2w"));
+    let bad = || {
+        InvalidInput::new(
+            field,
+            format!(
+                "'{raw}' is not a duration; write a number and a unit such as 30m, 12h, 14d or 2w"
+            ),
+        )
+    };
     let number: i64 = number.parse().map_err(|_| bad())?;
     let unit_s = match unit.trim() {
         "s" => 1,
@@ -20,7 +27,10 @@ pub fn parse_duration_s(field: &'static str, raw: &str) -> Result<i64, InvalidIn
     };
     let total = number.checked_mul(unit_s).ok_or_else(bad)?;
     if total <= 0 {
-        return Err(InvalidInput::new(field, "a duration must be longer than zero"));
+        return Err(InvalidInput::new(
+            field,
+            "a duration must be longer than zero",
+        ));
     }
     Ok(total)
 }
@@ -40,7 +50,12 @@ mod tests {
 
     #[test]
     fn bad_durations_say_how_to_write_one() {
-        assert!(parse_duration_s("expires", "soon").unwrap_err().message.contains("14d"));
+        assert!(
+            parse_duration_s("expires", "soon")
+                .unwrap_err()
+                .message
+                .contains("14d")
+        );
         assert!(parse_duration_s("expires", "0d").is_err());
         assert!(parse_duration_s("expires", "-3d").is_err());
         assert!(parse_duration_s("expires", "99999999999999999w").is_err());

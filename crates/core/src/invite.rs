@@ -15,13 +15,17 @@ pub struct InviteState {
 /// whether to check for a typo or ask the teacher for a new code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InviteProblem {
-    #[error("this invite code does not exist; check it for typos, or ask your teacher for the code again")]
+    #[error(
+        "this invite code does not exist; check it for typos, or ask your teacher for the code again"
+    )]
     Unknown,
     #[error("this invite code was revoked by the teacher; ask your teacher for a new code")]
     Revoked,
     #[error("this invite code expired; ask your teacher for a new code")]
     Expired,
-    #[error("this invite code has been used the maximum number of times ({max_uses}); ask your teacher for a new code")]
+    #[error(
+        "this invite code has been used the maximum number of times ({max_uses}); ask your teacher for a new code"
+    )]
     UsedUp { max_uses: i64 },
 }
 
@@ -46,7 +50,9 @@ pub fn check_invite(state: &InviteState, now: UnixSeconds) -> Result<(), InviteP
         return Err(InviteProblem::Expired);
     }
     if state.uses >= state.max_uses {
-        return Err(InviteProblem::UsedUp { max_uses: state.max_uses });
+        return Err(InviteProblem::UsedUp {
+            max_uses: state.max_uses,
+        });
     }
     Ok(())
 }
@@ -60,7 +66,12 @@ mod tests {
     use super::*;
 
     fn state() -> InviteState {
-        InviteState { max_uses: 2, uses: 0, expires_at: 1000, revoked: false }
+        InviteState {
+            max_uses: 2,
+            uses: 0,
+            expires_at: 1000,
+            revoked: false,
+        }
     }
 
     #[test]
@@ -83,7 +94,12 @@ mod tests {
 
     #[test]
     fn revocation_is_reported_before_expiry_and_use_count() {
-        let revoked = InviteState { revoked: true, uses: 5, expires_at: 0, ..state() };
+        let revoked = InviteState {
+            revoked: true,
+            uses: 5,
+            expires_at: 0,
+            ..state()
+        };
         assert_eq!(check_invite(&revoked, 10), Err(InviteProblem::Revoked));
     }
 }

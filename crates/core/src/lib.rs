@@ -38,7 +38,10 @@ pub struct InvalidInput {
 
 impl InvalidInput {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -52,7 +55,10 @@ pub mod timefmt {
     pub fn rfc3339(seconds: i64) -> String {
         time::OffsetDateTime::from_unix_timestamp(seconds)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| seconds.to_string())
     }
 
@@ -60,7 +66,10 @@ pub mod timefmt {
         serializer.serialize_str(&rfc3339(*seconds))
     }
 
-    pub fn serialize_option<S: Serializer>(seconds: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize_option<S: Serializer>(
+        seconds: &Option<i64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match seconds {
             Some(seconds) => serializer.serialize_str(&rfc3339(*seconds)),
             None => serializer.serialize_none(),

@@ -28,15 +28,19 @@ impl Username {
             ));
         }
         if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return Err(InvalidInput::new("username", "a username must start with a letter (a to z)"));
-        }
-        if let Some(bad) = value
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
-        {
             return Err(InvalidInput::new(
                 "username",
-                format!("a username may only use letters a to z, digits, '.', '_' and '-'; remove '{bad}'"),
+                "a username must start with a letter (a to z)",
+            ));
+        }
+        if let Some(bad) = value.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        }) {
+            return Err(InvalidInput::new(
+                "username",
+                format!(
+                    "a username may only use letters a to z, digits, '.', '_' and '-'; remove '{bad}'"
+                ),
             ));
         }
         Ok(Self(value))
@@ -68,22 +72,35 @@ impl std::fmt::Display for Username {
 
 /// Free text shown to people (a display name, a class name, a token name): trimmed,
 /// not empty, at most `max` characters and without control characters.
-pub fn plain_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, InvalidInput> {
+pub fn plain_text(
+    field: &'static str,
+    raw: &str,
+    max_chars: usize,
+) -> Result<String, InvalidInput> {
     let value = raw.trim();
     if value.is_empty() {
-        return Err(InvalidInput::new(field, format!("{} must not be empty", field.replace('_', " "))));
+        return Err(InvalidInput::new(
+            field,
+            format!("{} must not be empty", field.replace('_', " ")),
+        ));
     }
     let count = value.chars().count();
     if count > max_chars {
         return Err(InvalidInput::new(
             field,
-            format!("{} may be at most {max_chars} characters long; it has {count}", field.replace('_', " ")),
+            format!(
+                "{} may be at most {max_chars} characters long; it has {count}",
+                field.replace('_', " ")
+            ),
         ));
     }
     if value.chars().any(|c| c.is_control()) {
         return Err(InvalidInput::new(
             field,
-            format!("{} must not contain control characters such as tabs or line breaks", field.replace('_', " ")),
+            format!(
+                "{} must not contain control characters such as tabs or line breaks",
+                field.replace('_', " ")
+            ),
         ));
     }
     Ok(value.to_string())
@@ -96,11 +113,23 @@ pub fn long_text(field: &'static str, raw: &str, max_chars: usize) -> Result<Str
     if count > max_chars {
         return Err(InvalidInput::new(
             field,
-            format!("{} may be at most {max_chars} characters long; it has {count}", field.replace('_', " ")),
+            format!(
+                "{} may be at most {max_chars} characters long; it has {count}",
+                field.replace('_', " ")
+            ),
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-        return Err(InvalidInput::new(field, format!("{} must not contain control characters", field.replace('_', " "))));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(InvalidInput::new(
+            field,
+            format!(
+                "{} must not contain control characters",
+                field.replace('_', " ")
+            ),
+        ));
     }
     Ok(value.to_string())
 }
@@ -124,7 +153,10 @@ mod tests {
 
     #[test]
     fn usernames_are_lower_cased_and_trimmed() {
-        assert_eq!(Username::parse("  Anna.Berg ").unwrap().as_str(), "anna.berg");
+        assert_eq!(
+            Username::parse("  Anna.Berg ").unwrap().as_str(),
+            "anna.berg"
+        );
     }
 
     #[test]
@@ -146,9 +178,17 @@ mod tests {
     #[test]
     fn plain_text_refuses_empty_overlong_and_control_characters() {
         assert!(plain_text("display_name", "   ", 10).is_err());
-        assert!(plain_text("display_name", "abcdefghijk", 10).unwrap_err().message.contains("at most 10"));
+        assert!(
+            plain_text("display_name", "abcdefghijk", 10)
+                .unwrap_err()
+                .message
+                .contains("at most 10")
+        );
         assert!(plain_text("display_name", "a\nb", 10).is_err());
-        assert_eq!(plain_text("display_name", " Dr. Ümit ", 10).unwrap(), "Dr. Ümit");
+        assert_eq!(
+            plain_text("display_name", " Dr. Ümit ", 10).unwrap(),
+            "Dr. Ümit"
+        );
     }
 
     #[test]

@@ -24,14 +24,22 @@ impl Password {
         if raw.chars().count() < MIN_CHARS {
             return Err(InvalidInput::new(
                 "password",
-                format!("a password must be at least {MIN_CHARS} characters long; a short sentence is easy to remember"),
+                format!(
+                    "a password must be at least {MIN_CHARS} characters long; a short sentence is easy to remember"
+                ),
             ));
         }
         if raw.len() > MAX_BYTES {
-            return Err(InvalidInput::new("password", format!("a password may be at most {MAX_BYTES} bytes long")));
+            return Err(InvalidInput::new(
+                "password",
+                format!("a password may be at most {MAX_BYTES} bytes long"),
+            ));
         }
         if raw.trim().eq_ignore_ascii_case(username.trim()) {
-            return Err(InvalidInput::new("password", "the password must not be the same as the username"));
+            return Err(InvalidInput::new(
+                "password",
+                "the password must not be the same as the username",
+            ));
         }
         Ok(Self(raw.to_string()))
     }
@@ -39,7 +47,10 @@ impl Password {
     /// A password typed at login, checked only for size so that hashing stays bounded.
     pub fn for_login(raw: &str) -> Result<Self, InvalidInput> {
         if raw.len() > MAX_BYTES {
-            return Err(InvalidInput::new("password", format!("a password may be at most {MAX_BYTES} bytes long")));
+            return Err(InvalidInput::new(
+                "password",
+                format!("a password may be at most {MAX_BYTES} bytes long"),
+            ));
         }
         Ok(Self(raw.to_string()))
     }
@@ -59,7 +70,9 @@ impl Password {
     /// Constant-time check against a stored PHC hash; a malformed stored hash never matches.
     pub fn verify(&self, stored_hash: &str) -> bool {
         match PasswordHash::new(stored_hash) {
-            Ok(parsed) => Argon2::default().verify_password(self.0.as_bytes(), &parsed).is_ok(),
+            Ok(parsed) => Argon2::default()
+                .verify_password(self.0.as_bytes(), &parsed)
+                .is_ok(),
             Err(_) => false,
         }
     }
@@ -91,7 +104,11 @@ mod tests {
         assert!(first.starts_with("$argon2id$"), "{first}");
         assert_ne!(first, second, "every hash gets its own salt");
         assert!(password.verify(&first));
-        assert!(!Password::for_login("wrong horse battery").unwrap().verify(&first));
+        assert!(
+            !Password::for_login("wrong horse battery")
+                .unwrap()
+                .verify(&first)
+        );
         assert!(!password.verify("not a hash"));
     }
 

@@ -29,9 +29,14 @@ pub struct AdminPower {
 
 pub fn require_admin(actor: &Actor, what: &str) -> Result<AdminPower, Denied> {
     if actor.role == Role::Admin {
-        Ok(AdminPower { admin_id: actor.user_id, _private: () })
+        Ok(AdminPower {
+            admin_id: actor.user_id,
+            _private: (),
+        })
     } else {
-        Err(Denied(format!("only an admin can {what}; ask your platform administrator")))
+        Err(Denied(format!(
+            "only an admin can {what}; ask your platform administrator"
+        )))
     }
 }
 
@@ -39,7 +44,9 @@ pub fn require_admin(actor: &Actor, what: &str) -> Result<AdminPower, Denied> {
 pub fn can_create_class(actor: &Actor) -> Result<(), Denied> {
     match actor.role {
         Role::Admin | Role::Teacher => Ok(()),
-        Role::Student => Err(Denied("students cannot create classes; ask a teacher to create one and invite you".into())),
+        Role::Student => Err(Denied(
+            "students cannot create classes; ask a teacher to create one and invite you".into(),
+        )),
     }
 }
 
@@ -57,7 +64,9 @@ pub fn can_view_class(actor: &Actor, membership: Option<ClassRole>) -> Result<Cl
     match (actor.role, membership) {
         (Role::Admin, _) | (_, Some(ClassRole::Teacher)) => Ok(ClassView::Full),
         (_, Some(ClassRole::Student)) => Ok(ClassView::Member),
-        (_, None) => Err(Denied("you are not a member of this class; ask its teacher for an invite code".into())),
+        (_, None) => Err(Denied(
+            "you are not a member of this class; ask its teacher for an invite code".into(),
+        )),
     }
 }
 
@@ -65,18 +74,27 @@ pub fn can_view_class(actor: &Actor, membership: Option<ClassRole>) -> Result<Cl
 pub fn can_manage_class(actor: &Actor, membership: Option<ClassRole>) -> Result<(), Denied> {
     match (actor.role, membership) {
         (Role::Admin, _) | (_, Some(ClassRole::Teacher)) => Ok(()),
-        (_, Some(ClassRole::Student)) => {
-            Err(Denied("only the teachers of this class can change it, its members or its invite codes".into()))
-        }
-        (_, None) => Err(Denied("you are not a teacher of this class, so you cannot change it".into())),
+        (_, Some(ClassRole::Student)) => Err(Denied(
+            "only the teachers of this class can change it, its members or its invite codes".into(),
+        )),
+        (_, None) => Err(Denied(
+            "you are not a teacher of this class, so you cannot change it".into(),
+        )),
     }
 }
 
 /// Adding someone to a class as a teacher gives them control of it, so a teacher may only
 /// add a teacher who is already a teacher or admin on the platform; students can never be
 /// made class teachers by a teacher.
-pub fn can_grant_class_role(actor: &Actor, member_platform_role: Role, class_role: ClassRole) -> Result<(), Denied> {
-    if class_role == ClassRole::Teacher && member_platform_role == Role::Student && actor.role != Role::Admin {
+pub fn can_grant_class_role(
+    actor: &Actor,
+    member_platform_role: Role,
+    class_role: ClassRole,
+) -> Result<(), Denied> {
+    if class_role == ClassRole::Teacher
+        && member_platform_role == Role::Student
+        && actor.role != Role::Admin
+    {
         return Err(Denied(
             "a student cannot be made a teacher of a class; an admin can change their platform role first".into(),
         ));
@@ -113,14 +131,28 @@ pub fn can_create_invite(actor: &Actor, membership: Option<ClassRole>) -> Result
 mod tests {
     use super::*;
 
-    const ADMIN: Actor = Actor { user_id: 1, role: Role::Admin };
-    const TEACHER: Actor = Actor { user_id: 2, role: Role::Teacher };
-    const STUDENT: Actor = Actor { user_id: 3, role: Role::Student };
+    const ADMIN: Actor = Actor {
+        user_id: 1,
+        role: Role::Admin,
+    };
+    const TEACHER: Actor = Actor {
+        user_id: 2,
+        role: Role::Teacher,
+    };
+    const STUDENT: Actor = Actor {
+        user_id: 3,
+        role: Role::Student,
+    };
 
     #[test]
     fn only_admins_get_admin_power() {
         assert!(require_admin(&ADMIN, "x").is_ok());
-        assert!(require_admin(&TEACHER, "manage users").unwrap_err().0.contains("only an admin"));
+        assert!(
+            require_admin(&TEACHER, "manage users")
+                .unwrap_err()
+                .0
+                .contains("only an admin")
+        );
         assert!(require_admin(&STUDENT, "x").is_err());
     }
 
@@ -134,13 +166,19 @@ mod tests {
     #[test]
     fn a_student_cannot_read_a_class_they_are_not_in() {
         assert!(can_view_class(&STUDENT, None).is_err());
-        assert_eq!(can_view_class(&STUDENT, Some(ClassRole::Student)), Ok(ClassView::Member));
+        assert_eq!(
+            can_view_class(&STUDENT, Some(ClassRole::Student)),
+            Ok(ClassView::Member)
+        );
     }
 
     #[test]
     fn a_teacher_sees_only_their_own_classes_in_full() {
         assert!(can_view_class(&TEACHER, None).is_err());
-        assert_eq!(can_view_class(&TEACHER, Some(ClassRole::Teacher)), Ok(ClassView::Full));
+        assert_eq!(
+            can_view_class(&TEACHER, Some(ClassRole::Teacher)),
+            Ok(ClassView::Full)
+        );
         assert_eq!(can_view_class(&ADMIN, None), Ok(ClassView::Full));
     }
 

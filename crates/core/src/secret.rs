@@ -20,10 +20,17 @@ pub struct NewToken {
 
 pub fn new_token() -> NewToken {
     let bytes: [u8; 32] = rand::random();
-    let secret = format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let digest = token_digest(&secret);
     let hint = secret[..TOKEN_PREFIX.len() + 6].to_string();
-    NewToken { secret, digest, hint }
+    NewToken {
+        secret,
+        digest,
+        hint,
+    }
 }
 
 /// The hex SHA-256 digest under which a token is stored and looked up.
@@ -40,7 +47,9 @@ pub fn digests_match(a: &str, b: &str) -> bool {
 pub fn looks_like_token(raw: &str) -> bool {
     raw.len() == TOKEN_PREFIX.len() + 43
         && raw.starts_with(TOKEN_PREFIX)
-        && raw[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && raw[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Crockford's base32 alphabet: no I, L, O or U, so a code read aloud is not misheard.
@@ -49,7 +58,10 @@ const INVITE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// A new invite code of 12 characters (60 random bits) written as `XXXX-XXXX-XXXX`.
 pub fn new_invite_code() -> String {
     let bytes: [u8; 12] = rand::random();
-    let chars: Vec<char> = bytes.iter().map(|b| INVITE_ALPHABET[(b & 31) as usize] as char).collect();
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| INVITE_ALPHABET[(b & 31) as usize] as char)
+        .collect();
     format!(
         "{}-{}-{}",
         chars[0..4].iter().collect::<String>(),
@@ -62,8 +74,15 @@ pub fn new_invite_code() -> String {
 /// from a terminal without confusing look-alike letters.
 pub fn new_password() -> String {
     let bytes: [u8; 20] = rand::random();
-    let chars: Vec<char> = bytes.iter().map(|b| INVITE_ALPHABET[(b & 31) as usize].to_ascii_lowercase() as char).collect();
-    chars.chunks(5).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| INVITE_ALPHABET[(b & 31) as usize].to_ascii_lowercase() as char)
+        .collect();
+    chars
+        .chunks(5)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Brings a typed invite code to its stored form: upper case, dashes and spaces dropped and
@@ -81,7 +100,12 @@ pub fn normalize_invite_code(raw: &str) -> Option<String> {
     if cleaned.len() != 12 || !cleaned.bytes().all(|b| INVITE_ALPHABET.contains(&b)) {
         return None;
     }
-    Some(format!("{}-{}-{}", &cleaned[0..4], &cleaned[4..8], &cleaned[8..12]))
+    Some(format!(
+        "{}-{}-{}",
+        &cleaned[0..4],
+        &cleaned[4..8],
+        &cleaned[8..12]
+    ))
 }
 
 #[cfg(test)]
@@ -92,7 +116,9 @@ mod tests {
     fn tokens_carry_256_bits_and_are_stored_as_digests() {
         let token = new_token();
         assert!(looks_like_token(&token.secret), "{}", token.secret);
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token.secret[TOKEN_PREFIX.len()..]).unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token.secret[TOKEN_PREFIX.len()..])
+            .unwrap();
         assert_eq!(raw.len(), 32);
         assert_eq!(token.digest, token_digest(&token.secret));
         assert!(!token.digest.contains(&token.secret[4..]));
@@ -117,9 +143,19 @@ mod tests {
     fn invite_codes_forgive_case_dashes_and_lookalike_letters() {
         let code = new_invite_code();
         assert_eq!(normalize_invite_code(&code).as_deref(), Some(code.as_str()));
-        assert_eq!(normalize_invite_code(&code.to_lowercase().replace('-', " ")).as_deref(), Some(code.as_str()));
-        assert_eq!(normalize_invite_code("abcd-efgh-oil1").as_deref(), Some("ABCD-EFGH-0111"));
+        assert_eq!(
+            normalize_invite_code(&code.to_lowercase().replace('-', " ")).as_deref(),
+            Some(code.as_str())
+        );
+        assert_eq!(
+            normalize_invite_code("abcd-efgh-oil1").as_deref(),
+            Some("ABCD-EFGH-0111")
+        );
         assert_eq!(normalize_invite_code("too-short"), None);
-        assert_eq!(normalize_invite_code("ABCD-EFGH-JKU1"), None, "U is not in the alphabet");
+        assert_eq!(
+            normalize_invite_code("ABCD-EFGH-JKU1"),
+            None,
+            "U is not in the alphabet"
+        );
     }
 }

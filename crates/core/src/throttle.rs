@@ -15,7 +15,11 @@ impl Default for ThrottlePolicy {
     /// Ten failures per account and nineteen per address in a minute: enough for a class of
     /// people mistyping, too few for guessing.
     fn default() -> Self {
-        Self { max_failures_per_username: 10, max_failures_per_address: 19, window_ms: 60_000 }
+        Self {
+            max_failures_per_username: 10,
+            max_failures_per_address: 19,
+            window_ms: 60_000,
+        }
     }
 }
 
@@ -58,22 +62,38 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(policy: ThrottlePolicy) -> Self {
-        Self { policy, ..Default::default() }
+        Self {
+            policy,
+            ..Default::default()
+        }
     }
 
     /// Called before checking a password. `Err` means: refuse without checking.
     pub fn check(&mut self, username: &str, address: &str, now_ms: u64) -> Result<(), Throttled> {
         let window = self.policy.window_ms;
         for (map, key, limit, scope) in [
-            (&mut self.by_username, username, self.policy.max_failures_per_username, ThrottleScope::Username),
-            (&mut self.by_address, address, self.policy.max_failures_per_address, ThrottleScope::Address),
+            (
+                &mut self.by_username,
+                username,
+                self.policy.max_failures_per_username,
+                ThrottleScope::Username,
+            ),
+            (
+                &mut self.by_address,
+                address,
+                self.policy.max_failures_per_address,
+                ThrottleScope::Address,
+            ),
         ] {
             if let Some(failures) = map.get_mut(key) {
                 prune(failures, now_ms, window);
                 if failures.len() >= limit {
                     let oldest = failures.front().copied().unwrap_or(now_ms);
                     let retry_after_ms = (oldest + window).saturating_sub(now_ms);
-                    return Err(Throttled { scope, retry_after_s: retry_after_ms.div_ceil(1000) });
+                    return Err(Throttled {
+                        scope,
+                        retry_after_s: retry_after_ms.div_ceil(1000),
+                    });
                 }
             }
         }
@@ -82,7 +102,10 @@ impl LoginThrottle {
 
     pub fn record_failure(&mut self, username: &str, address: &str, now_ms: u64) {
         let window = self.policy.window_ms;
-        for (map, key) in [(&mut self.by_username, username), (&mut self.by_address, address)] {
+        for (map, key) in [
+            (&mut self.by_username, username),
+            (&mut self.by_address, address),
+        ] {
             if map.len() >= MAX_KEYS && !map.contains_key(key) {
                 map.retain(|_, failures| {
                     prune(failures, now_ms, window);
@@ -136,7 +159,10 @@ mod tests {
         }
         let refused = throttle.check("user19", "10.0.0.1", 200).unwrap_err();
         assert_eq!(refused.scope, ThrottleScope::Address);
-        assert!(throttle.check("user19", "10.0.0.9", 200).is_ok(), "other addresses are not affected");
+        assert!(
+            throttle.check("user19", "10.0.0.9", 200).is_ok(),
+            "other addresses are not affected"
+        );
     }
 
     #[test]
@@ -151,13 +177,19 @@ mod tests {
 
     #[test]
     fn success_clears_the_account_but_not_the_address() {
-        let mut throttle = LoginThrottle::new(ThrottlePolicy { max_failures_per_address: 3, ..Default::default() });
+        let mut throttle = LoginThrottle::new(ThrottlePolicy {
+            max_failures_per_address: 3,
+            ..Default::default()
+        });
         for _ in 0..3 {
             throttle.record_failure("anna", "a", 0);
         }
         throttle.record_success("anna");
         assert_eq!(throttle.check("anna", "b", 1).map_err(|t| t.scope), Ok(()));
-        assert_eq!(throttle.check("anna", "a", 1).map_err(|t| t.scope), Err(ThrottleScope::Address));
+        assert_eq!(
+            throttle.check("anna", "a", 1).map_err(|t| t.scope),
+            Err(ThrottleScope::Address)
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use voxhub_core::audit::{ChainBreak, ChainWalker, Entry, NewEntry, entry_hash};
 impl WriteTx {
     /// Appends an entry to the chain; it is written only if the transaction commits.
     pub async fn audit(&mut self, entry: NewEntry) -> Result<i64> {
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(self.conn()).await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(self.conn())
+            .await?;
         let prev_seq: i64 = head.get(0);
         let prev_hash: String = head.get(1);
         let seq = prev_seq + 1;
@@ -83,7 +85,9 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Entry {
 }
 
 fn escape_like(raw: &str) -> String {
-    raw.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    raw.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 impl Store {
@@ -101,8 +105,18 @@ impl Store {
              ORDER BY seq DESC LIMIT $8",
         )
         .bind(filter.actor.as_deref())
-        .bind(filter.action.as_deref().map(|a| format!("{}%", escape_like(a))))
-        .bind(filter.target.as_deref().map(|t| format!("%{}%", escape_like(t))))
+        .bind(
+            filter
+                .action
+                .as_deref()
+                .map(|a| format!("{}%", escape_like(a))),
+        )
+        .bind(
+            filter
+                .target
+                .as_deref()
+                .map(|t| format!("%{}%", escape_like(t))),
+        )
         .bind(filter.outcome.as_deref())
         .bind(filter.before_seq)
         .bind(filter.since_ms)
@@ -116,14 +130,17 @@ impl Store {
     /// Walks every entry in order, in pages so memory stays flat however long the log is.
     /// `Ok(Err(break))` means the database answered and the chain is broken.
     pub async fn verify_audit(&self) -> Result<std::result::Result<Verified, ChainBreak>> {
-        let head_seq: i64 = sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        let head_seq: i64 = sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
         let mut walker = ChainWalker::default();
         let mut after = 0i64;
         loop {
-            let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 5000")
-                .bind(after)
-                .fetch_all(&self.pool)
-                .await?;
+            let rows =
+                sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 5000")
+                    .bind(after)
+                    .fetch_all(&self.pool)
+                    .await?;
             if rows.is_empty() {
                 break;
             }
@@ -136,7 +153,9 @@ impl Store {
             }
         }
         let head_hash = walker.last_hash().to_string();
-        Ok(walker.finish(head_seq).map(|entries| Verified { entries, head_hash }))
+        Ok(walker
+            .finish(head_seq)
+            .map(|entries| Verified { entries, head_hash }))
     }
 }
 
@@ -164,7 +183,9 @@ mod tests {
         let (store, _dir) = store().await;
         for i in 0..3 {
             let mut tx = store.begin().await.unwrap();
-            tx.audit(entry(&format!("user.create{i}"), "admin")).await.unwrap();
+            tx.audit(entry(&format!("user.create{i}"), "admin"))
+                .await
+                .unwrap();
             tx.commit().await.unwrap();
         }
         let verified = store.verify_audit().await.unwrap().unwrap();
@@ -177,7 +198,16 @@ mod tests {
         let mut tx = store.begin().await.unwrap();
         tx.audit(entry("user.create", "admin")).await.unwrap();
         drop(tx);
-        assert!(store.list_audit(&AuditFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
+        assert!(
+            store
+                .list_audit(&AuditFilter {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(store.verify_audit().await.unwrap().unwrap().entries, 0);
     }
 
@@ -187,9 +217,16 @@ mod tests {
         let mut tx = store.begin().await.unwrap();
         tx.audit(entry("user.create", "admin")).await.unwrap();
         tx.commit().await.unwrap();
-        let update = sqlx::query("UPDATE audit_log SET actor_name = 'x'").execute(store.pool()).await;
+        let update = sqlx::query("UPDATE audit_log SET actor_name = 'x'")
+            .execute(store.pool())
+            .await;
         assert!(update.unwrap_err().to_string().contains("append-only"));
-        assert!(sqlx::query("DELETE FROM audit_log").execute(store.pool()).await.is_err());
+        assert!(
+            sqlx::query("DELETE FROM audit_log")
+                .execute(store.pool())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -206,13 +243,41 @@ mod tests {
             limit: 50,
             ..Default::default()
         };
-        assert_eq!(store.list_audit(&filter(Some("admin"), None)).await.unwrap().len(), 2);
-        assert_eq!(store.list_audit(&filter(None, Some("user."))).await.unwrap().len(), 2);
-        assert_eq!(store.list_audit(&filter(None, Some("%"))).await.unwrap().len(), 0);
+        assert_eq!(
+            store
+                .list_audit(&filter(Some("admin"), None))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .list_audit(&filter(None, Some("user.")))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .list_audit(&filter(None, Some("%")))
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
         let newest_first = store.list_audit(&filter(None, None)).await.unwrap();
         assert_eq!(newest_first[0].action, "user.disable");
-        let by_target = |text: &str| AuditFilter { target: Some(text.into()), limit: 50, ..Default::default() };
-        assert_eq!(store.list_audit(&by_target("anna_x")).await.unwrap().len(), 3);
+        let by_target = |text: &str| AuditFilter {
+            target: Some(text.into()),
+            limit: 50,
+            ..Default::default()
+        };
+        assert_eq!(
+            store.list_audit(&by_target("anna_x")).await.unwrap().len(),
+            3
+        );
         assert_eq!(store.list_audit(&by_target("ann%")).await.unwrap().len(), 0);
     }
 }

@@ -62,7 +62,9 @@ pub struct ClassFields<'a> {
 }
 
 fn class_not_found(id: i64) -> StoreError {
-    StoreError::NotFound(format!("there is no class with id {id}; check the id in your class list"))
+    StoreError::NotFound(format!(
+        "there is no class with id {id}; check the id in your class list"
+    ))
 }
 
 impl WriteTx {
@@ -106,12 +108,13 @@ impl WriteTx {
         added_by: Option<i64>,
         invite_id: Option<i64>,
     ) -> Result<Option<ClassRole>> {
-        let previous: Option<String> =
-            sqlx::query_scalar("SELECT role FROM class_members WHERE class_id = $1 AND user_id = $2")
-                .bind(class_id)
-                .bind(user_id)
-                .fetch_optional(self.conn())
-                .await?;
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM class_members WHERE class_id = $1 AND user_id = $2",
+        )
+        .bind(class_id)
+        .bind(user_id)
+        .fetch_optional(self.conn())
+        .await?;
         if previous.is_some() {
             sqlx::query("UPDATE class_members SET role = $3 WHERE class_id = $1 AND user_id = $2")
                 .bind(class_id)
@@ -137,31 +140,38 @@ impl WriteTx {
     }
 
     pub async fn remove_member(&mut self, class_id: i64, user_id: i64) -> Result<ClassRole> {
-        let role: Option<String> =
-            sqlx::query_scalar("DELETE FROM class_members WHERE class_id = $1 AND user_id = $2 RETURNING role")
-                .bind(class_id)
-                .bind(user_id)
-                .fetch_optional(self.conn())
-                .await?;
+        let role: Option<String> = sqlx::query_scalar(
+            "DELETE FROM class_members WHERE class_id = $1 AND user_id = $2 RETURNING role",
+        )
+        .bind(class_id)
+        .bind(user_id)
+        .fetch_optional(self.conn())
+        .await?;
         role.and_then(|r| ClassRole::parse(&r)).ok_or_else(|| {
-            StoreError::NotFound(format!("user {user_id} is not a member of class {class_id}; nothing was removed"))
+            StoreError::NotFound(format!(
+                "user {user_id} is not a member of class {class_id}; nothing was removed"
+            ))
         })
     }
 }
 
 impl Store {
     pub async fn class(&self, id: i64) -> Result<Class> {
-        sqlx::query_as::<_, Class>(sqlx::AssertSqlSafe(format!("{CLASS_SELECT} WHERE c.id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| class_not_found(id))
+        sqlx::query_as::<_, Class>(sqlx::AssertSqlSafe(format!(
+            "{CLASS_SELECT} WHERE c.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| class_not_found(id))
     }
 
     pub async fn all_classes(&self) -> Result<Vec<Class>> {
-        Ok(sqlx::query_as::<_, Class>(sqlx::AssertSqlSafe(format!("{CLASS_SELECT} ORDER BY c.starts_on DESC, c.name")))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as::<_, Class>(sqlx::AssertSqlSafe(format!(
+            "{CLASS_SELECT} ORDER BY c.starts_on DESC, c.name"
+        )))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The classes someone is a member of, in full.
@@ -188,11 +198,13 @@ impl Store {
 
     /// The caller's role in a class, or `None` when they are not in it.
     pub async fn membership(&self, class_id: i64, user_id: i64) -> Result<Option<ClassRole>> {
-        let role: Option<String> = sqlx::query_scalar("SELECT role FROM class_members WHERE class_id = $1 AND user_id = $2")
-            .bind(class_id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM class_members WHERE class_id = $1 AND user_id = $2",
+        )
+        .bind(class_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(role.and_then(|r| ClassRole::parse(&r)))
     }
 

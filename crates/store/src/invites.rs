@@ -50,7 +50,8 @@ impl Invite {
     }
 }
 
-const INVITE_SELECT: &str = "SELECT i.id, i.class_id, i.code, i.role, i.max_uses, i.uses, i.expires_at,
+const INVITE_SELECT: &str =
+    "SELECT i.id, i.class_id, i.code, i.role, i.max_uses, i.uses, i.expires_at,
     u.username AS created_by, i.created_at, i.revoked_at
     FROM invites i JOIN users u ON u.id = i.created_by";
 
@@ -90,7 +91,9 @@ impl WriteTx {
         .await;
         match result {
             Ok(id) => Ok(id),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("that invite code exists already; try again".into())),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
+                "that invite code exists already; try again".into(),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -113,7 +116,11 @@ impl WriteTx {
 
     /// Creates an account through an invite code and puts it in the code's class, all in
     /// this transaction: if any step fails, nothing is created and the code is not used up.
-    pub async fn register_with_invite(&mut self, code: &str, new: NewUser<'_>) -> Result<Registration> {
+    pub async fn register_with_invite(
+        &mut self,
+        code: &str,
+        new: NewUser<'_>,
+    ) -> Result<Registration> {
         let row = sqlx::query(
             "SELECT i.id, i.class_id, i.role, i.max_uses, i.uses, i.expires_at, i.revoked_at, c.name
              FROM invites i JOIN classes c ON c.id = i.class_id WHERE i.code = $1",
@@ -134,16 +141,31 @@ impl WriteTx {
         };
         let class_name: String = row.get(7);
         check_invite(&state, now_s()).map_err(StoreError::Invite)?;
-        let counted = sqlx::query("UPDATE invites SET uses = uses + 1 WHERE id = $1 AND uses < max_uses")
-            .bind(invite_id)
-            .execute(self.conn())
-            .await?;
+        let counted =
+            sqlx::query("UPDATE invites SET uses = uses + 1 WHERE id = $1 AND uses < max_uses")
+                .bind(invite_id)
+                .execute(self.conn())
+                .await?;
         if counted.rows_affected() == 0 {
-            return Err(StoreError::Invite(InviteProblem::UsedUp { max_uses: state.max_uses }));
+            return Err(StoreError::Invite(InviteProblem::UsedUp {
+                max_uses: state.max_uses,
+            }));
         }
-        let user = self.create_user(NewUser { role: role.platform_role(), ..new }).await?;
-        self.put_member(class_id, user.id, role, None, Some(invite_id)).await?;
-        Ok(Registration { user, class_id, class_name, role, invite_id })
+        let user = self
+            .create_user(NewUser {
+                role: role.platform_role(),
+                ..new
+            })
+            .await?;
+        self.put_member(class_id, user.id, role, None, Some(invite_id))
+            .await?;
+        Ok(Registration {
+            user,
+            class_id,
+            class_name,
+            role,
+            invite_id,
+        })
     }
 }
 

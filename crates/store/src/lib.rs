@@ -87,9 +87,17 @@ impl Store {
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Database(format!("cannot open the database at {}: {e}", path.display())))?;
+            .map_err(|e| {
+                StoreError::Database(format!(
+                    "cannot open the database at {}: {e}",
+                    path.display()
+                ))
+            })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, write_lock: Arc::new(tokio::sync::Mutex::new(())) })
+        Ok(Self {
+            pool,
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -139,7 +147,9 @@ pub(crate) mod test_support {
 
     pub async fn store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("voxhub.db")).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("voxhub.db"))
+            .await
+            .unwrap();
         (store, dir)
     }
 }

@@ -45,8 +45,7 @@ pub struct Token {
     pub revoked_at: Option<i64>,
 }
 
-const TOKEN_COLUMNS_SELECT: &str =
-    "SELECT id, user_id, kind, name, hint, created_at, expires_at, last_used_at, revoked_at FROM tokens";
+const TOKEN_COLUMNS_SELECT: &str = "SELECT id, user_id, kind, name, hint, created_at, expires_at, last_used_at, revoked_at FROM tokens";
 
 /// Who a presented token belongs to.
 #[derive(Debug, Clone)]
@@ -125,7 +124,9 @@ impl WriteTx {
 }
 
 fn token_not_found(id: i64) -> StoreError {
-    StoreError::NotFound(format!("there is no token with id {id}; list your tokens to find its id"))
+    StoreError::NotFound(format!(
+        "there is no token with id {id}; list your tokens to find its id"
+    ))
 }
 
 #[derive(sqlx::FromRow)]
@@ -142,7 +143,10 @@ struct AuthRow {
 
 impl Store {
     /// Looks a presented token up by its digest and checks that it and its owner are live.
-    pub async fn authenticate(&self, digest: &str) -> Result<std::result::Result<Authenticated, TokenRejection>> {
+    pub async fn authenticate(
+        &self,
+        digest: &str,
+    ) -> Result<std::result::Result<Authenticated, TokenRejection>> {
         let row = sqlx::query_as::<_, AuthRow>(
             "SELECT u.id, u.username, u.display_name, u.role, u.disabled, u.created_at,
                     t.id AS token_id, t.kind, t.digest, t.expires_at, t.last_used_at, t.revoked_at
@@ -164,15 +168,27 @@ impl Store {
         if row.user.disabled {
             return Ok(Err(TokenRejection::UserDisabled));
         }
-        if row.last_used_at.is_none_or(|t| now - t >= LAST_USED_RESOLUTION_S) {
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t >= LAST_USED_RESOLUTION_S)
+        {
             sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
                 .bind(row.token_id)
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
         }
-        let kind = if row.kind == "session" { TokenKind::Session } else { TokenKind::Api };
-        Ok(Ok(Authenticated { user: row.user, token_id: row.token_id, kind, expires_at: row.expires_at }))
+        let kind = if row.kind == "session" {
+            TokenKind::Session
+        } else {
+            TokenKind::Api
+        };
+        Ok(Ok(Authenticated {
+            user: row.user,
+            token_id: row.token_id,
+            kind,
+            expires_at: row.expires_at,
+        }))
     }
 
     /// A user's tokens of one kind, newest first; revoked and expired ones are included so
@@ -188,11 +204,13 @@ impl Store {
     }
 
     pub async fn token(&self, token_id: i64) -> Result<Token> {
-        sqlx::query_as::<_, Token>(sqlx::AssertSqlSafe(format!("{TOKEN_COLUMNS_SELECT} WHERE id = $1")))
-            .bind(token_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| token_not_found(token_id))
+        sqlx::query_as::<_, Token>(sqlx::AssertSqlSafe(format!(
+            "{TOKEN_COLUMNS_SELECT} WHERE id = $1"
+        )))
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| token_not_found(token_id))
     }
 }
 
@@ -211,26 +229,77 @@ mod tests {
         let name = Username::parse("anna").unwrap();
         let mut tx = store.begin().await.unwrap();
         let user = tx
-            .create_user(NewUser { username: &name, display_name: "Anna", role: Role::Student, password_hash: "h" })
+            .create_user(NewUser {
+                username: &name,
+                display_name: "Anna",
+                role: Role::Student,
+                password_hash: "h",
+            })
             .await
             .unwrap();
-        let (live, live_secret) = tx.create_token(user.id, TokenKind::Api, "laptop", now_s() + 60).await.unwrap();
-        let (_, expired_secret) = tx.create_token(user.id, TokenKind::Api, "old", now_s() - 1).await.unwrap();
+        let (live, live_secret) = tx
+            .create_token(user.id, TokenKind::Api, "laptop", now_s() + 60)
+            .await
+            .unwrap();
+        let (_, expired_secret) = tx
+            .create_token(user.id, TokenKind::Api, "old", now_s() - 1)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
 
-        let auth = store.authenticate(&live_secret.digest).await.unwrap().unwrap();
+        let auth = store
+            .authenticate(&live_secret.digest)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(auth.user.id, user.id);
-        assert_eq!(store.authenticate(&expired_secret.digest).await.unwrap().unwrap_err(), TokenRejection::Expired);
-        assert_eq!(store.authenticate(&token_digest("vxh_nope")).await.unwrap().unwrap_err(), TokenRejection::Unknown);
+        assert_eq!(
+            store
+                .authenticate(&expired_secret.digest)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            TokenRejection::Expired
+        );
+        assert_eq!(
+            store
+                .authenticate(&token_digest("vxh_nope"))
+                .await
+                .unwrap()
+                .unwrap_err(),
+            TokenRejection::Unknown
+        );
 
         let mut tx = store.begin().await.unwrap();
-        tx.update_user(user.id, &crate::users::UserChanges { disabled: Some(true), ..Default::default() }).await.unwrap();
+        tx.update_user(
+            user.id,
+            &crate::users::UserChanges {
+                disabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(store.authenticate(&live_secret.digest).await.unwrap().unwrap_err(), TokenRejection::UserDisabled);
+        assert_eq!(
+            store
+                .authenticate(&live_secret.digest)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            TokenRejection::UserDisabled
+        );
 
         let mut tx = store.begin().await.unwrap();
         tx.revoke_token(live.id).await.unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(store.authenticate(&live_secret.digest).await.unwrap().unwrap_err(), TokenRejection::Revoked);
+        assert_eq!(
+            store
+                .authenticate(&live_secret.digest)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            TokenRejection::Revoked
+        );
     }
 }

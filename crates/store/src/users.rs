@@ -78,12 +78,14 @@ impl WriteTx {
     }
 
     pub async fn set_password_hash(&mut self, id: i64, password_hash: &str) -> Result<()> {
-        let done = sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(password_hash)
-            .bind(now_s())
-            .execute(self.conn())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(password_hash)
+        .bind(now_s())
+        .execute(self.conn())
+        .await?;
         if done.rows_affected() == 0 {
             return Err(not_found(id));
         }
@@ -91,12 +93,16 @@ impl WriteTx {
     }
 
     pub async fn count_users(&mut self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(self.conn()).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.conn())
+            .await?)
     }
 }
 
 pub(crate) fn not_found(id: i64) -> StoreError {
-    StoreError::NotFound(format!("there is no user with id {id}; check the id in the user list"))
+    StoreError::NotFound(format!(
+        "there is no user with id {id}; check the id in the user list"
+    ))
 }
 
 impl Store {
@@ -164,11 +170,19 @@ mod tests {
     async fn a_taken_username_is_a_conflict_that_names_it() {
         let (store, _dir) = store().await;
         let name = Username::parse("anna").unwrap();
-        let new = || NewUser { username: &name, display_name: "Anna", role: Role::Student, password_hash: "h" };
+        let new = || NewUser {
+            username: &name,
+            display_name: "Anna",
+            role: Role::Student,
+            password_hash: "h",
+        };
         let mut tx = store.begin().await.unwrap();
         tx.create_user(new()).await.unwrap();
         let err = tx.create_user(new()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("'anna'")), "{err}");
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("'anna'")),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -177,13 +191,30 @@ mod tests {
         let name = Username::parse("anna").unwrap();
         let mut tx = store.begin().await.unwrap();
         let user = tx
-            .create_user(NewUser { username: &name, display_name: "Anna", role: Role::Student, password_hash: "h" })
+            .create_user(NewUser {
+                username: &name,
+                display_name: "Anna",
+                role: Role::Student,
+                password_hash: "h",
+            })
             .await
             .unwrap();
-        let changed = tx.update_user(user.id, &UserChanges { disabled: Some(true), ..Default::default() }).await.unwrap();
+        let changed = tx
+            .update_user(
+                user.id,
+                &UserChanges {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert!(changed.disabled);
         assert_eq!(changed.display_name, "Anna");
-        assert!(matches!(tx.update_user(999, &UserChanges::default()).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            tx.update_user(999, &UserChanges::default()).await,
+            Err(StoreError::NotFound(_))
+        ));
         tx.commit().await.unwrap();
         assert_eq!(store.login_record("anna").await.unwrap().unwrap().1, "h");
     }

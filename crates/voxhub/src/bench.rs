@@ -62,13 +62,19 @@ fn start_server() -> Result<Server> {
     let stdout = child.stdout.take().context("no server output")?;
     let mut lines = BufReader::new(stdout).lines();
     let url = loop {
-        let Some(line) = lines.next() else { bail!("the server stopped before it listened") };
+        let Some(line) = lines.next() else {
+            bail!("the server stopped before it listened")
+        };
         if let Some(rest) = line?.strip_prefix("voxhub is listening on ") {
             break rest.trim().to_string();
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok(Server { child, url, _dir: dir })
+    Ok(Server {
+        child,
+        url,
+        _dir: dir,
+    })
 }
 
 /// Resident and peak resident memory of a process, in MiB (Linux).
@@ -106,14 +112,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-async fn login(http: &reqwest::Client, url: &str, username: &str, password: &str) -> Result<String> {
+async fn login(
+    http: &reqwest::Client,
+    url: &str,
+    username: &str,
+    password: &str,
+) -> Result<String> {
     let response = http
         .post(format!("{url}/api/v1/auth/login"))
         .json(&json!({"username": username, "password": password}))
         .send()
         .await?;
     if !response.status().is_success() {
-        bail!("login as {username} failed: {}", response.text().await.unwrap_or_default());
+        bail!(
+            "login as {username} failed: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
     let body: serde_json::Value = response.json().await?;
     Ok(body["token"].as_str().unwrap_or_default().to_string())
@@ -227,7 +241,10 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             .send()
             .await?;
         if !response.status().is_success() {
-            bail!("creating {username} failed: {}", response.text().await.unwrap_or_default());
+            bail!(
+                "creating {username} failed: {}",
+                response.text().await.unwrap_or_default()
+            );
         }
         usernames.push(username);
     }
@@ -237,33 +254,82 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let (usernames, tokens) = (Arc::new(usernames), Arc::new(tokens));
     let (idle_rss, _) = memory_mib(server.child.id());
-    eprintln!("server at {} (pid {}), {:.1} MiB resident when idle", server.url, server.child.id(), idle_rss);
+    eprintln!(
+        "server at {} (pid {}), {:.1} MiB resident when idle",
+        server.url,
+        server.child.id(),
+        idle_rss
+    );
 
     let mut outcomes = Vec::new();
     for &clients in &args.clients {
         for scenario in &args.scenarios {
-            eprintln!("running {scenario} with {clients} clients for {} s …", args.seconds);
-            outcomes.push(run_scenario(&server, scenario, clients, args.seconds, usernames.clone(), tokens.clone()).await?);
+            eprintln!(
+                "running {scenario} with {clients} clients for {} s …",
+                args.seconds
+            );
+            outcomes.push(
+                run_scenario(
+                    &server,
+                    scenario,
+                    clients,
+                    args.seconds,
+                    usernames.clone(),
+                    tokens.clone(),
+                )
+                .await?,
+            );
         }
     }
     let (_, peak) = memory_mib(server.child.id());
     if args.markdown {
-        println!("| scenario | clients | requests | req/s | p50 ms | p99 ms | max ms | errors | server RSS max MiB |");
+        println!(
+            "| scenario | clients | requests | req/s | p50 ms | p99 ms | max ms | errors | server RSS max MiB |"
+        );
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for o in &outcomes {
             println!(
                 "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.0} |",
-                o.scenario, o.clients, o.requests, o.requests as f64 / o.seconds, o.p50_ms, o.p99_ms, o.max_ms, o.errors, o.rss_max_mib
+                o.scenario,
+                o.clients,
+                o.requests,
+                o.requests as f64 / o.seconds,
+                o.p50_ms,
+                o.p99_ms,
+                o.max_ms,
+                o.errors,
+                o.rss_max_mib
             );
         }
         println!();
-        println!("Server resident memory: {idle_rss:.0} MiB idle, {peak:.0} MiB peak over the whole run.");
+        println!(
+            "Server resident memory: {idle_rss:.0} MiB idle, {peak:.0} MiB peak over the whole run."
+        );
     } else {
-        println!("{:<10} {:>7} {:>9} {:>8} {:>9} {:>9} {:>9} {:>7} {:>9}", "scenario", "clients", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "RSS MiB");
+        println!(
+            "{:<10} {:>7} {:>9} {:>8} {:>9} {:>9} {:>9} {:>7} {:>9}",
+            "scenario",
+            "clients",
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "errors",
+            "RSS MiB"
+        );
         for o in &outcomes {
             println!(
                 "{:<10} {:>7} {:>9} {:>8.0} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>9.0}",
-                o.scenario, o.clients, o.requests, o.requests as f64 / o.seconds, o.p50_ms, o.p99_ms, o.max_ms, o.errors, o.rss_max_mib
+                o.scenario,
+                o.clients,
+                o.requests,
+                o.requests as f64 / o.seconds,
+                o.p50_ms,
+                o.p99_ms,
+                o.max_ms,
+                o.errors,
+                o.rss_max_mib
             );
         }
         println!("server resident memory: {idle_rss:.0} MiB idle, {peak:.0} MiB peak");

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "voxhub", version, about = "A multi-user GPU compute platform for teaching and research in medical imaging")]
+#[command(
+    name = "voxhub",
+    version,
+    about = "A multi-user GPU compute platform for teaching and research in medical imaging"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -254,14 +258,23 @@ enum AuditCommand {
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, data_dir, config } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => {
             let env: Vec<(String, String)> = std::env::vars().collect();
             let config = Config::load(config.as_deref(), &env, Overrides { listen, data_dir })?;
             init_logging(&config.log.level);
             crate::serve::run(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Login { server, username, password_stdin, json } => login(&server, username, password_stdin, json).await,
+        Command::Login {
+            server,
+            username,
+            password_stdin,
+            json,
+        } => login(&server, username, password_stdin, json).await,
         Command::Logout => logout().await,
         Command::Whoami { options } => {
             let client = Client::from_environment(options.server.as_deref())?;
@@ -270,9 +283,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&me);
             } else {
                 let user = &me["user"];
-                println!("{} ({}) — {} on {}", s(&user["username"]), s(&user["display_name"]), s(&user["role"]), client.server);
+                println!(
+                    "{} ({}) — {} on {}",
+                    s(&user["username"]),
+                    s(&user["display_name"]),
+                    s(&user["role"]),
+                    client.server
+                );
                 for class in me["classes"].as_array().into_iter().flatten() {
-                    println!("  {} in class {} ({})", s(&class["role"]), s(&class["name"]), class["id"]);
+                    println!(
+                        "  {} in class {} ({})",
+                        s(&class["role"]),
+                        s(&class["name"]),
+                        class["id"]
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -287,8 +311,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// A value as plain text for tables.
@@ -301,7 +329,10 @@ fn s(value: &Value) -> String {
 }
 
 fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 /// Prints rows as aligned columns under a header.
@@ -313,7 +344,11 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
@@ -328,7 +363,10 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
 fn read_secret(prompt: &str, from_stdin: bool) -> Result<String> {
     if from_stdin || !std::io::stdin().is_terminal() {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("failed to read the password from standard input")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("failed to read the password from standard input")?;
         let password = line.trim_end_matches(['\n', '\r']).to_string();
         if password.is_empty() {
             bail!("no password was given on standard input");
@@ -346,22 +384,38 @@ fn read_line(prompt: &str) -> Result<String> {
     Ok(line.trim().to_string())
 }
 
-async fn login(server: &str, username: Option<String>, password_stdin: bool, json: bool) -> Result<ExitCode> {
+async fn login(
+    server: &str,
+    username: Option<String>,
+    password_stdin: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let username = match username {
         Some(username) => username,
         None => read_line("Username: ")?,
     };
     let password = read_secret("Password: ", password_stdin)?;
     let anonymous = Client::new(server, None)?;
-    let session = anonymous.post("/api/v1/auth/login", json!({"username": username, "password": password})).await?;
+    let session = anonymous
+        .post(
+            "/api/v1/auth/login",
+            json!({"username": username, "password": password}),
+        )
+        .await?;
     let session_token = s(&session["token"]);
     let with_session = Client::new(server, Some(session_token))?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this computer".into());
     // The command line keeps a personal API token (90 days) rather than the short login session.
     let created = with_session
-        .post("/api/v1/tokens", json!({"name": format!("voxhub command line on {host}"), "expires_in": "90d"}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": format!("voxhub command line on {host}"), "expires_in": "90d"}),
+        )
         .await?;
-    with_session.post("/api/v1/auth/logout", json!({})).await.ok();
+    with_session
+        .post("/api/v1/auth/logout", json!({}))
+        .await
+        .ok();
     let credentials = Credentials {
         server: anonymous.server.clone(),
         username: s(&session["user"]["username"]),
@@ -370,7 +424,9 @@ async fn login(server: &str, username: Option<String>, password_stdin: bool, jso
     };
     let path = client::save_credentials(&credentials)?;
     if json {
-        print_json(&json!({"server": credentials.server, "user": session["user"], "token_expires_at": created["token"]["expires_at"]}));
+        print_json(
+            &json!({"server": credentials.server, "user": session["user"], "token_expires_at": created["token"]["expires_at"]}),
+        );
     } else {
         println!(
             "Logged in to {} as {} ({}). The login is stored in {} until {}.",
@@ -390,24 +446,39 @@ async fn logout() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let client = Client::new(&credentials.server, Some(credentials.token.clone()))?;
-    let revoked = client.call(reqwest::Method::DELETE, &format!("/api/v1/tokens/{}", credentials.token_id), None).await;
+    let revoked = client
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{}", credentials.token_id),
+            None,
+        )
+        .await;
     client::forget_credentials()?;
     match revoked {
-        Ok(_) => println!("Logged out of {}; the stored token was revoked.", credentials.server),
-        Err(error) => println!("Logged out locally; the server could not revoke the token ({error:#})."),
+        Ok(_) => println!(
+            "Logged out of {}; the stored token was revoked.",
+            credentials.server
+        ),
+        Err(error) => {
+            println!("Logged out locally; the server could not revoke the token ({error:#}).")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn user_id(client: &Client, username: &str) -> Result<i64> {
-    let found = client.get(&format!("/api/v1/users?q={}", query_escape(username))).await?;
+    let found = client
+        .get(&format!("/api/v1/users?q={}", query_escape(username)))
+        .await?;
     found
         .as_array()
         .into_iter()
         .flatten()
         .find(|u| u["username"].as_str() == Some(&username.trim().to_lowercase()))
         .and_then(|u| u["id"].as_i64())
-        .with_context(|| format!("there is no user '{username}'; `voxhub user list` shows every account"))
+        .with_context(|| {
+            format!("there is no user '{username}'; `voxhub user list` shows every account")
+        })
 }
 
 fn user_rows(users: &Value) -> Vec<Vec<String>> {
@@ -421,7 +492,11 @@ fn user_rows(users: &Value) -> Vec<Vec<String>> {
                 s(&u["username"]),
                 s(&u["display_name"]),
                 s(&u["role"]),
-                if u["disabled"].as_bool() == Some(true) { "disabled".into() } else { "active".into() },
+                if u["disabled"].as_bool() == Some(true) {
+                    "disabled".into()
+                } else {
+                    "active".into()
+                },
             ]
         })
         .collect()
@@ -448,7 +523,12 @@ async fn user_command(command: UserCommand, options: ClientOptions) -> Result<Ex
             let users = client.get(&path).await?;
             show(&options, &users, |v| print_table(&headers, user_rows(v)));
         }
-        UserCommand::Create { username, display_name, role, password_stdin } => {
+        UserCommand::Create {
+            username,
+            display_name,
+            role,
+            password_stdin,
+        } => {
             let password = read_secret("Initial password: ", password_stdin)?;
             let user = client
                 .post("/api/v1/users", json!({"username": username, "display_name": display_name, "role": role, "password": password}))
@@ -457,25 +537,55 @@ async fn user_command(command: UserCommand, options: ClientOptions) -> Result<Ex
         }
         UserCommand::Show { username } => {
             let id = user_id(&client, &username).await?;
-            show(&options, &client.get(&format!("/api/v1/users/{id}")).await?, single);
+            show(
+                &options,
+                &client.get(&format!("/api/v1/users/{id}")).await?,
+                single,
+            );
         }
         UserCommand::Disable { username } => {
             let id = user_id(&client, &username).await?;
-            let user = client.call(reqwest::Method::PATCH, &format!("/api/v1/users/{id}"), Some(json!({"disabled": true}))).await?;
+            let user = client
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/users/{id}"),
+                    Some(json!({"disabled": true})),
+                )
+                .await?;
             show(&options, &user, single);
         }
         UserCommand::Enable { username } => {
             let id = user_id(&client, &username).await?;
-            let user = client.call(reqwest::Method::PATCH, &format!("/api/v1/users/{id}"), Some(json!({"disabled": false}))).await?;
+            let user = client
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/users/{id}"),
+                    Some(json!({"disabled": false})),
+                )
+                .await?;
             show(&options, &user, single);
         }
-        UserCommand::ResetPassword { username, password_stdin } => {
+        UserCommand::ResetPassword {
+            username,
+            password_stdin,
+        } => {
             let id = user_id(&client, &username).await?;
             let password = read_secret("New password: ", password_stdin)?;
-            let user = client.post(&format!("/api/v1/users/{id}/password"), json!({"password": password})).await?;
-            show(&options, &user, |_| println!("The password of {username} was changed and their sessions ended."));
+            let user = client
+                .post(
+                    &format!("/api/v1/users/{id}/password"),
+                    json!({"password": password}),
+                )
+                .await?;
+            show(&options, &user, |_| {
+                println!("The password of {username} was changed and their sessions ended.")
+            });
         }
-        UserCommand::Update { username, display_name, role } => {
+        UserCommand::Update {
+            username,
+            display_name,
+            role,
+        } => {
             let id = user_id(&client, &username).await?;
             let mut body = serde_json::Map::new();
             if let Some(name) = display_name {
@@ -487,7 +597,13 @@ async fn user_command(command: UserCommand, options: ClientOptions) -> Result<Ex
             if body.is_empty() {
                 bail!("nothing to change; give --display-name or --role");
             }
-            let user = client.call(reqwest::Method::PATCH, &format!("/api/v1/users/{id}"), Some(Value::Object(body))).await?;
+            let user = client
+                .call(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/users/{id}"),
+                    Some(Value::Object(body)),
+                )
+                .await?;
             show(&options, &user, single);
         }
     }
@@ -504,13 +620,21 @@ async fn class_id(client: &Client, class: &str) -> Result<i64> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(class.trim())))
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(class.trim()))
+        })
         .filter_map(|c| c["id"].as_i64())
         .collect();
     match matches.as_slice() {
         [id] => Ok(*id),
-        [] => bail!("you have no class named '{class}'; `voxhub class list` shows your classes and their ids"),
-        _ => bail!("several classes are named '{class}'; use the class id from `voxhub class list`"),
+        [] => bail!(
+            "you have no class named '{class}'; `voxhub class list` shows your classes and their ids"
+        ),
+        _ => {
+            bail!("several classes are named '{class}'; use the class id from `voxhub class list`")
+        }
     }
 }
 
@@ -539,11 +663,18 @@ async fn class_command(command: ClassCommand, options: ClientOptions) -> Result<
             let classes = client.get("/api/v1/classes").await?;
             show(&options, &classes, |v| print_table(&headers, class_rows(v)));
         }
-        ClassCommand::Create { name, description, starts_on, ends_on } => {
+        ClassCommand::Create {
+            name,
+            description,
+            starts_on,
+            ends_on,
+        } => {
             let class = client
                 .post("/api/v1/classes", json!({"name": name, "description": description, "starts_on": starts_on, "ends_on": ends_on}))
                 .await?;
-            show(&options, &class, |v| print_table(&headers, class_rows(&json!([v]))));
+            show(&options, &class, |v| {
+                print_table(&headers, class_rows(&json!([v])))
+            });
         }
         ClassCommand::Show { class } => {
             let id = class_id(&client, &class).await?;
@@ -552,7 +683,13 @@ async fn class_command(command: ClassCommand, options: ClientOptions) -> Result<
             if options.json {
                 print_json(&json!({"class": detail, "members": members}));
             } else {
-                println!("{} (id {}), {} to {}", s(&detail["name"]), id, s(&detail["starts_on"]), s(&detail["ends_on"]));
+                println!(
+                    "{} (id {}), {} to {}",
+                    s(&detail["name"]),
+                    id,
+                    s(&detail["starts_on"]),
+                    s(&detail["ends_on"])
+                );
                 if !s(&detail["description"]).is_empty() && detail["description"] != "" {
                     println!("{}", s(&detail["description"]));
                 }
@@ -567,16 +704,40 @@ async fn class_command(command: ClassCommand, options: ClientOptions) -> Result<
                             (None, Some(by)) => format!("added by {by}"),
                             _ => "-".into(),
                         };
-                        vec![s(&m["username"]), s(&m["display_name"]), s(&m["role"]), s(&m["joined_at"]), how]
+                        vec![
+                            s(&m["username"]),
+                            s(&m["display_name"]),
+                            s(&m["role"]),
+                            s(&m["joined_at"]),
+                            how,
+                        ]
                     })
                     .collect();
-                print_table(&["username", "display name", "role", "joined", "joined with"], rows);
+                print_table(
+                    &["username", "display name", "role", "joined", "joined with"],
+                    rows,
+                );
             }
         }
-        ClassCommand::AddMember { class, username, role } => {
+        ClassCommand::AddMember {
+            class,
+            username,
+            role,
+        } => {
             let id = class_id(&client, &class).await?;
-            let member = client.post(&format!("/api/v1/classes/{id}/members"), json!({"username": username, "role": role})).await?;
-            show(&options, &member, |m| println!("{} is now a {} of class {id}.", s(&m["username"]), s(&m["role"])));
+            let member = client
+                .post(
+                    &format!("/api/v1/classes/{id}/members"),
+                    json!({"username": username, "role": role}),
+                )
+                .await?;
+            show(&options, &member, |m| {
+                println!(
+                    "{} is now a {} of class {id}.",
+                    s(&m["username"]),
+                    s(&m["role"])
+                )
+            });
         }
         ClassCommand::RemoveMember { class, username } => {
             let id = class_id(&client, &class).await?;
@@ -588,8 +749,16 @@ async fn class_command(command: ClassCommand, options: ClientOptions) -> Result<
                 .find(|m| m["username"].as_str() == Some(&username.trim().to_lowercase()))
                 .and_then(|m| m["user_id"].as_i64())
                 .with_context(|| format!("{username} is not a member of class {id}"))?;
-            client.call(reqwest::Method::DELETE, &format!("/api/v1/classes/{id}/members/{user_id}"), None).await?;
-            show(&options, &json!({"removed": username}), |_| println!("{username} was removed from class {id}."));
+            client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/classes/{id}/members/{user_id}"),
+                    None,
+                )
+                .await?;
+            show(&options, &json!({"removed": username}), |_| {
+                println!("{username} was removed from class {id}.")
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -617,10 +786,18 @@ async fn invite_command(command: InviteCommand, options: ClientOptions) -> Resul
     let client = Client::from_environment(options.server.as_deref())?;
     let headers = ["id", "code", "role", "used", "expires", "status"];
     match command {
-        InviteCommand::Create { class, role, uses, expires } => {
+        InviteCommand::Create {
+            class,
+            role,
+            uses,
+            expires,
+        } => {
             let id = class_id(&client, &class).await?;
             let invite = client
-                .post(&format!("/api/v1/classes/{id}/invites"), json!({"role": role, "max_uses": uses, "expires_in": expires}))
+                .post(
+                    &format!("/api/v1/classes/{id}/invites"),
+                    json!({"role": role, "max_uses": uses, "expires_in": expires}),
+                )
                 .await?;
             show(&options, &invite, |i| {
                 println!("Invite code: {}", s(&i["code"]));
@@ -636,12 +813,22 @@ async fn invite_command(command: InviteCommand, options: ClientOptions) -> Resul
         InviteCommand::List { class } => {
             let id = class_id(&client, &class).await?;
             let invites = client.get(&format!("/api/v1/classes/{id}/invites")).await?;
-            show(&options, &invites, |v| print_table(&headers, invite_rows(v)));
+            show(&options, &invites, |v| {
+                print_table(&headers, invite_rows(v))
+            });
         }
         InviteCommand::Revoke { class, id } => {
             let class = class_id(&client, &class).await?;
-            let invite = client.call(reqwest::Method::DELETE, &format!("/api/v1/classes/{class}/invites/{id}"), None).await?;
-            show(&options, &invite, |v| print_table(&headers, invite_rows(&json!([v]))));
+            let invite = client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/classes/{class}/invites/{id}"),
+                    None,
+                )
+                .await?;
+            show(&options, &invite, |v| {
+                print_table(&headers, invite_rows(&json!([v])))
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -653,8 +840,19 @@ fn token_rows(tokens: &Value) -> Vec<Vec<String>> {
         .into_iter()
         .flatten()
         .map(|t| {
-            let state = if !t["revoked_at"].is_null() { "revoked" } else { "active" };
-            vec![s(&t["id"]), s(&t["name"]), format!("{}…", s(&t["hint"])), s(&t["expires_at"]), s(&t["last_used_at"]), state.into()]
+            let state = if !t["revoked_at"].is_null() {
+                "revoked"
+            } else {
+                "active"
+            };
+            vec![
+                s(&t["id"]),
+                s(&t["name"]),
+                format!("{}…", s(&t["hint"])),
+                s(&t["expires_at"]),
+                s(&t["last_used_at"]),
+                state.into(),
+            ]
         })
         .collect()
 }
@@ -668,15 +866,31 @@ async fn token_command(command: TokenCommand, options: ClientOptions) -> Result<
             show(&options, &tokens, |v| print_table(&headers, token_rows(v)));
         }
         TokenCommand::Create { name, expires } => {
-            let created = client.post("/api/v1/tokens", json!({"name": name, "expires_in": expires})).await?;
+            let created = client
+                .post(
+                    "/api/v1/tokens",
+                    json!({"name": name, "expires_in": expires}),
+                )
+                .await?;
             show(&options, &created, |c| {
                 println!("{}", s(&c["secret"]));
-                eprintln!("This is the only time the token is shown. It works until {}.", s(&c["token"]["expires_at"]));
+                eprintln!(
+                    "This is the only time the token is shown. It works until {}.",
+                    s(&c["token"]["expires_at"])
+                );
             });
         }
         TokenCommand::Revoke { id } => {
-            let token = client.call(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await?;
-            show(&options, &token, |v| print_table(&headers, token_rows(&json!([v]))));
+            let token = client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/tokens/{id}"),
+                    None,
+                )
+                .await?;
+            show(&options, &token, |v| {
+                print_table(&headers, token_rows(&json!([v])))
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -684,16 +898,23 @@ async fn token_command(command: TokenCommand, options: ClientOptions) -> Result<
 
 async fn audit_command(command: AuditCommand, options: ClientOptions) -> Result<ExitCode> {
     match command {
-        AuditCommand::Verify { data_dir: Some(data_dir) } => {
+        AuditCommand::Verify {
+            data_dir: Some(data_dir),
+        } => {
             let path = data_dir.join(crate::serve::DATABASE_FILE);
             if !path.exists() {
-                bail!("there is no voxhub database at {}; give the server's --data-dir", path.display());
+                bail!(
+                    "there is no voxhub database at {}; give the server's --data-dir",
+                    path.display()
+                );
             }
             let store = voxhub_store::Store::open_sqlite(&path).await?;
             let result = store.verify_audit().await?;
             store.close().await;
             let report = match &result {
-                Ok(verified) => json!({"intact": true, "entries_checked": verified.entries, "head_hash": verified.head_hash, "problem": null}),
+                Ok(verified) => {
+                    json!({"intact": true, "entries_checked": verified.entries, "head_hash": verified.head_hash, "problem": null})
+                }
                 Err(broken) => json!({"intact": false, "problem": broken.to_string()}),
             };
             report_verification(&options, &report)
@@ -703,26 +924,53 @@ async fn audit_command(command: AuditCommand, options: ClientOptions) -> Result<
             let report = client.get("/api/v1/audit/verify").await?;
             report_verification(&options, &report)
         }
-        AuditCommand::List { actor, action, target, outcome, limit } => {
+        AuditCommand::List {
+            actor,
+            action,
+            target,
+            outcome,
+            limit,
+        } => {
             let client = Client::from_environment(options.server.as_deref())?;
             let mut query = vec![format!("limit={limit}")];
-            for (key, value) in [("actor", actor), ("action", action), ("target", target), ("outcome", outcome)] {
+            for (key, value) in [
+                ("actor", actor),
+                ("action", action),
+                ("target", target),
+                ("outcome", outcome),
+            ] {
                 if let Some(value) = value {
                     query.push(format!("{key}={}", query_escape(&value)));
                 }
             }
-            let entries = client.get(&format!("/api/v1/audit?{}", query.join("&"))).await?;
+            let entries = client
+                .get(&format!("/api/v1/audit?{}", query.join("&")))
+                .await?;
             show(&options, &entries, |v| {
                 let rows = v
                     .as_array()
                     .into_iter()
                     .flatten()
                     .map(|e| {
-                        let at = e["at_ms"].as_i64().map(|ms| voxhub_core::timefmt::rfc3339(ms / 1000)).unwrap_or_default();
-                        vec![s(&e["seq"]), at, s(&e["actor_name"]), s(&e["action"]), s(&e["target"]), s(&e["outcome"]), s(&e["source"])]
+                        let at = e["at_ms"]
+                            .as_i64()
+                            .map(|ms| voxhub_core::timefmt::rfc3339(ms / 1000))
+                            .unwrap_or_default();
+                        vec![
+                            s(&e["seq"]),
+                            at,
+                            s(&e["actor_name"]),
+                            s(&e["action"]),
+                            s(&e["target"]),
+                            s(&e["outcome"]),
+                            s(&e["source"]),
+                        ]
                     })
                     .collect();
-                print_table(&["seq", "when", "who", "action", "target", "outcome", "from"], rows);
+                print_table(
+                    &["seq", "when", "who", "action", "target", "outcome", "from"],
+                    rows,
+                );
             });
             Ok(ExitCode::SUCCESS)
         }
@@ -734,9 +982,20 @@ fn report_verification(options: &ClientOptions, report: &Value) -> Result<ExitCo
     if options.json {
         print_json(report);
     } else if intact {
-        println!("The audit log is intact: {} entries checked; last hash {}.", s(&report["entries_checked"]), s(&report["head_hash"]));
+        println!(
+            "The audit log is intact: {} entries checked; last hash {}.",
+            s(&report["entries_checked"]),
+            s(&report["head_hash"])
+        );
     } else {
-        println!("The audit log was tampered with: {}.", s(&report["problem"]));
+        println!(
+            "The audit log was tampered with: {}.",
+            s(&report["problem"])
+        );
     }
-    Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -32,7 +32,10 @@ pub fn load_credentials() -> Result<Option<Credentials>> {
     let path = credentials_path()?;
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(toml::from_str(&text).with_context(|| {
-            format!("the login file {} is damaged; run `voxhub login` again", path.display())
+            format!(
+                "the login file {} is damaged; run `voxhub login` again",
+                path.display()
+            )
         })?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("failed to read {}", path.display())),
@@ -55,7 +58,9 @@ pub fn save_credentials(credentials: &Credentials) -> Result<PathBuf> {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options.open(&tmp).with_context(|| format!("failed to write {}", tmp.display()))?;
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("failed to write {}", tmp.display()))?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
     }
@@ -83,19 +88,27 @@ impl Client {
     pub fn new(server: &str, token: Option<String>) -> Result<Self> {
         let server = server.trim_end_matches('/').to_string();
         if !(server.starts_with("http://") || server.starts_with("https://")) {
-            bail!("the server address must start with http:// or https://, e.g. http://127.0.0.1:8080");
+            bail!(
+                "the server address must start with http:// or https://, e.g. http://127.0.0.1:8080"
+            );
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .user_agent(concat!("voxhub-cli/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, server, token })
+        Ok(Self {
+            http,
+            server,
+            token,
+        })
     }
 
     /// A client for the server and token from `--server`/`VOXHUB_URL`, `VOXHUB_TOKEN` or the login file.
     pub fn from_environment(server_flag: Option<&str>) -> Result<Self> {
         let stored = load_credentials()?;
-        let token = std::env::var("VOXHUB_TOKEN").ok().or_else(|| stored.as_ref().map(|c| c.token.clone()));
+        let token = std::env::var("VOXHUB_TOKEN")
+            .ok()
+            .or_else(|| stored.as_ref().map(|c| c.token.clone()));
         let server = server_flag
             .map(str::to_string)
             .or_else(|| std::env::var("VOXHUB_URL").ok())
@@ -110,7 +123,12 @@ impl Client {
     }
 
     /// Sends a request and returns the JSON answer (or `Null` for an empty one).
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let url = format!("{}{}", self.server, path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -119,17 +137,21 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the voxhub server at {}; check the address and that it is running", self.server))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the voxhub server at {}; check the address and that it is running",
+                self.server
+            )
+        })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
             if text.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_str(&text).with_context(|| format!("the server at {} did not answer with JSON", self.server));
+            return serde_json::from_str(&text).with_context(|| {
+                format!("the server at {} did not answer with JSON", self.server)
+            });
         }
         let message = serde_json::from_str::<Value>(&text)
             .ok()
@@ -151,7 +173,9 @@ impl Client {
 pub fn query_escape(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -69,7 +69,12 @@ impl std::fmt::Debug for Secret {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { server: ServerConfig::default(), auth: AuthConfig::default(), log: LogConfig::default(), admin_password: None }
+        Self {
+            server: ServerConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+            admin_password: None,
+        }
     }
 }
 
@@ -98,7 +103,9 @@ impl Default for AuthConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
@@ -111,24 +118,36 @@ pub struct Overrides {
 
 impl Config {
     /// Builds the configuration from its layers.
-    pub fn load(file: Option<&Path>, env: &[(String, String)], overrides: Overrides) -> Result<Self> {
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        overrides: Overrides,
+    ) -> Result<Self> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("failed to read the configuration file {}", path.display()))?;
-                text.parse::<toml::Table>()
-                    .with_context(|| format!("the configuration file {} is not valid TOML", path.display()))?
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("failed to read the configuration file {}", path.display())
+                })?;
+                text.parse::<toml::Table>().with_context(|| {
+                    format!(
+                        "the configuration file {} is not valid TOML",
+                        path.display()
+                    )
+                })?
             }
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("VOXHUB_") else { continue };
+            let Some(rest) = name.strip_prefix("VOXHUB_") else {
+                continue;
+            };
             if CLIENT_VARIABLES.contains(&name.as_str()) || rest.is_empty() {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            insert_path(&mut table, &path, parse_env_value(value))
-                .with_context(|| format!("the environment variable {name} does not fit the configuration"))?;
+            insert_path(&mut table, &path, parse_env_value(value)).with_context(|| {
+                format!("the environment variable {name} does not fit the configuration")
+            })?;
         }
         let mut config: Config = toml::Value::Table(table).try_into().map_err(|error: toml::de::Error| {
             anyhow::anyhow!(
@@ -151,7 +170,9 @@ impl Config {
             bail!("invalid configuration: auth.session_hours must be between 1 and 744");
         }
         if self.auth.max_failures_per_username == 0 || self.auth.max_failures_per_address == 0 {
-            bail!("invalid configuration: auth.max_failures_per_username and auth.max_failures_per_address must be at least 1");
+            bail!(
+                "invalid configuration: auth.max_failures_per_username and auth.max_failures_per_address must be at least 1"
+            );
         }
         if self.auth.failure_window_s == 0 {
             bail!("invalid configuration: auth.failure_window_s must be at least 1");
@@ -166,7 +187,10 @@ impl Config {
 
     /// The address to show people.
     pub fn public_url(&self, bound: SocketAddr) -> String {
-        self.server.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
     }
 }
 
@@ -175,7 +199,9 @@ impl Config {
 fn parse_env_value(raw: &str) -> toml::Value {
     match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut table) => match table.remove("v") {
-            Some(value @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_))) => value,
+            Some(
+                value @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_)),
+            ) => value,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
@@ -186,8 +212,12 @@ fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> 
     let (last, parents) = path.split_last().expect("path has at least one part");
     let mut current = table;
     for part in parents {
-        let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = entry.as_table_mut().with_context(|| format!("'{part}' is a value, not a section"))?;
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .with_context(|| format!("'{part}' is a value, not a section"))?;
     }
     current.insert(last.clone(), value);
     Ok(())
@@ -198,7 +228,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -215,8 +248,15 @@ mod tests {
         std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/srv/a\"\n[auth]\nsession_hours = 8\n").unwrap();
         let config = Config::load(
             Some(&file),
-            &env(&[("VOXHUB_SERVER__DATA_DIR", "/srv/b"), ("VOXHUB_AUTH__SESSION_HOURS", "4"), ("VOXHUB_URL", "x")]),
-            Overrides { data_dir: Some("/srv/c".into()), listen: None },
+            &env(&[
+                ("VOXHUB_SERVER__DATA_DIR", "/srv/b"),
+                ("VOXHUB_AUTH__SESSION_HOURS", "4"),
+                ("VOXHUB_URL", "x"),
+            ]),
+            Overrides {
+                data_dir: Some("/srv/c".into()),
+                listen: None,
+            },
         )
         .unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:9000");
@@ -231,20 +271,47 @@ mod tests {
         std::fs::write(&file, "[server]\nlisten_addr = \"127.0.0.1:9000\"\n").unwrap();
         let error = Config::load(Some(&file), &[], Overrides::default()).unwrap_err();
         assert!(format!("{error:#}").contains("listen_addr"), "{error:#}");
-        let error = Config::load(None, &env(&[("VOXHUB_SERVR__LISTEN", "x")]), Overrides::default()).unwrap_err();
+        let error = Config::load(
+            None,
+            &env(&[("VOXHUB_SERVR__LISTEN", "x")]),
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert!(format!("{error:#}").contains("servr"), "{error:#}");
     }
 
     #[test]
     fn wrong_types_and_values_are_refused() {
-        assert!(Config::load(None, &env(&[("VOXHUB_SERVER__LISTEN", "not an address")]), Overrides::default()).is_err());
-        assert!(Config::load(None, &env(&[("VOXHUB_AUTH__SESSION_HOURS", "0")]), Overrides::default()).is_err());
+        assert!(
+            Config::load(
+                None,
+                &env(&[("VOXHUB_SERVER__LISTEN", "not an address")]),
+                Overrides::default()
+            )
+            .is_err()
+        );
+        assert!(
+            Config::load(
+                None,
+                &env(&[("VOXHUB_AUTH__SESSION_HOURS", "0")]),
+                Overrides::default()
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn the_admin_password_comes_from_the_environment_and_never_prints() {
-        let config = Config::load(None, &env(&[("VOXHUB_ADMIN_PASSWORD", "a long secret value")]), Overrides::default()).unwrap();
-        assert_eq!(config.admin_password.as_ref().unwrap().0, "a long secret value");
+        let config = Config::load(
+            None,
+            &env(&[("VOXHUB_ADMIN_PASSWORD", "a long secret value")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.admin_password.as_ref().unwrap().0,
+            "a long secret value"
+        );
         assert!(!format!("{config:?}").contains("long secret"));
     }
 }

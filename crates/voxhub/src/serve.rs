@@ -21,7 +21,8 @@ pub async fn run(config: Config) -> Result<()> {
     let store = Store::open_sqlite(&data_dir.join(DATABASE_FILE))
         .await
         .with_context(|| format!("failed to open the database in {}", data_dir.display()))?;
-    let first_admin = bootstrap_admin(&store, config.admin_password.as_ref().map(|s| s.0.as_str())).await?;
+    let first_admin =
+        bootstrap_admin(&store, config.admin_password.as_ref().map(|s| s.0.as_str())).await?;
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -41,7 +42,9 @@ pub async fn run(config: Config) -> Result<()> {
                 println!();
             }
             FirstAdmin::FromEnvironment => {
-                println!("A first admin account 'admin' was created with the password from VOXHUB_ADMIN_PASSWORD.");
+                println!(
+                    "A first admin account 'admin' was created with the password from VOXHUB_ADMIN_PASSWORD."
+                );
             }
         }
     }
@@ -60,7 +63,9 @@ pub async fn run(config: Config) -> Result<()> {
         ..WebSettings::default()
     };
     let state = AppState::new(store.clone(), settings);
-    voxhub_web::serve(listener, state, shutdown_signal()).await.context("the web server stopped with an error")?;
+    voxhub_web::serve(listener, state, shutdown_signal())
+        .await
+        .context("the web server stopped with an error")?;
     store.close().await;
     tracing::info!("voxhub stopped");
     Ok(())
@@ -72,7 +77,10 @@ pub enum FirstAdmin {
 }
 
 /// Creates the admin account when the database has no accounts at all; never again after.
-pub async fn bootstrap_admin(store: &Store, configured_password: Option<&str>) -> Result<Option<FirstAdmin>> {
+pub async fn bootstrap_admin(
+    store: &Store,
+    configured_password: Option<&str>,
+) -> Result<Option<FirstAdmin>> {
     let mut tx = store.begin().await?;
     if tx.count_users().await? > 0 {
         return Ok(None);
@@ -80,17 +88,28 @@ pub async fn bootstrap_admin(store: &Store, configured_password: Option<&str>) -
     let username = Username::parse("admin").expect("valid username");
     let (password, first) = match configured_password {
         Some(raw) => (
-            Password::new_checked(raw, "admin").map_err(|e| anyhow::anyhow!("VOXHUB_ADMIN_PASSWORD is not accepted: {}", e.message))?,
+            Password::new_checked(raw, "admin").map_err(|e| {
+                anyhow::anyhow!("VOXHUB_ADMIN_PASSWORD is not accepted: {}", e.message)
+            })?,
             FirstAdmin::FromEnvironment,
         ),
         None => {
             let generated = voxhub_core::secret::new_password();
-            (Password::new_checked(&generated, "admin").expect("generated passwords meet the policy"), FirstAdmin::Generated(generated))
+            (
+                Password::new_checked(&generated, "admin")
+                    .expect("generated passwords meet the policy"),
+                FirstAdmin::Generated(generated),
+            )
         }
     };
     let hash = tokio::task::spawn_blocking(move || password.hash()).await?;
     let user = tx
-        .create_user(NewUser { username: &username, display_name: "Administrator", role: Role::Admin, password_hash: &hash })
+        .create_user(NewUser {
+            username: &username,
+            display_name: "Administrator",
+            role: Role::Admin,
+            password_hash: &hash,
+        })
         .await?;
     tx.audit(NewEntry {
         actor_id: None,
@@ -113,7 +132,9 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

@@ -47,7 +47,11 @@ fn start_voxhub(data_dir: &std::path::Path) -> (KillOnDrop, String) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_chromedriver() -> (KillOnDrop, u16) {
@@ -60,7 +64,10 @@ fn start_chromedriver() -> (KillOnDrop, u16) {
         .expect("chromedriver starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen within 20 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (KillOnDrop(child), port)
@@ -88,22 +95,39 @@ async fn browser(port: u16, profile: &std::path::Path) -> Client {
 }
 
 async fn fill(client: &Client, id: &str, value: &str) {
-    let field = client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field #{id}: {e}"));
+    let field = client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("field #{id}: {e}"));
     field.clear().await.unwrap();
     field.send_keys(value).await.unwrap();
 }
 
 async fn set_value(client: &Client, id: &str, value: &str) {
     client
-        .execute("document.getElementById(arguments[0]).value = arguments[1];", vec![id.into(), value.into()])
+        .execute(
+            "document.getElementById(arguments[0]).value = arguments[1];",
+            vec![id.into(), value.into()],
+        )
         .await
         .unwrap();
 }
 
 /// Submits a form and waits until the page that answers it shows `expect` (a CSS selector).
 async fn submit(client: &Client, form_css: &str, expect: &str) {
-    client.find(Locator::Css(&format!("{form_css} button[type=submit]"))).await.unwrap().click().await.unwrap();
-    if let Err(error) = client.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(expect)).await {
+    client
+        .find(Locator::Css(&format!("{form_css} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if let Err(error) = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(expect))
+        .await
+    {
         screenshot(client, "failed-submit").await;
         panic!("after submitting {form_css}, no {expect} appeared: {error}");
     }
@@ -122,7 +146,9 @@ async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
         if std::env::var_os("CI").is_some() {
             panic!("chromium and chromium-driver are required under CI; .ci/run installs them");
         }
-        eprintln!("\n*** SKIPPED browser test: {CHROMEDRIVER} or {CHROMIUM} is missing. Install them with `apt-get install chromium chromium-driver`. ***\n");
+        eprintln!(
+            "\n*** SKIPPED browser test: {CHROMEDRIVER} or {CHROMIUM} is missing. Install them with `apt-get install chromium chromium-driver`. ***\n"
+        );
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -134,11 +160,23 @@ async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
     let result = async {
         // The admin logs in.
         admin.goto(&format!("{url}/classes")).await.unwrap();
-        assert!(admin.current_url().await.unwrap().path().starts_with("/login"), "signed-out visitors are sent to the login page");
+        assert!(
+            admin
+                .current_url()
+                .await
+                .unwrap()
+                .path()
+                .starts_with("/login"),
+            "signed-out visitors are sent to the login page"
+        );
         fill(&admin, "username", "admin").await;
         fill(&admin, "password", ADMIN_PASSWORD).await;
         submit(&admin, "form[action='/login']", "#create-class").await;
-        assert_eq!(admin.current_url().await.unwrap().path(), "/classes", "login returns to the page asked for");
+        assert_eq!(
+            admin.current_url().await.unwrap().path(),
+            "/classes",
+            "login returns to the page asked for"
+        );
 
         // Creates a class.
         fill(&admin, "class_name", "Deep Learning for Medical Imaging").await;
@@ -147,13 +185,28 @@ async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
         fill(&admin, "description", "Weekly labs on CT segmentation.").await;
         submit(&admin, "#create-class", "#class-name").await;
         let class_url = admin.current_url().await.unwrap();
-        assert!(class_url.path().starts_with("/classes/"), "lands on the new class page: {class_url}");
-        let heading = admin.find(Locator::Id("class-name")).await.unwrap().text().await.unwrap();
+        assert!(
+            class_url.path().starts_with("/classes/"),
+            "lands on the new class page: {class_url}"
+        );
+        let heading = admin
+            .find(Locator::Id("class-name"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(heading, "Deep Learning for Medical Imaging");
 
         // Creates an invite code for 60 students.
         submit(&admin, "#create-invite", "#invites .invite-code").await;
-        let code = admin.find(Locator::Css("#invites .invite-code")).await.unwrap().text().await.unwrap();
+        let code = admin
+            .find(Locator::Css("#invites .invite-code"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(code.len(), 14, "an invite code like ABCD-EFGH-JKMN: {code}");
         screenshot(&admin, "class-with-invite").await;
 
@@ -167,8 +220,18 @@ async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
         screenshot(&student, "register").await;
         submit(&student, "form[action='/register']", ".notice.ok").await;
         let landed = student.current_url().await.unwrap();
-        assert_eq!(landed.path(), class_url.path(), "the student lands on their class");
-        let welcome = student.find(Locator::Css(".notice.ok")).await.unwrap().text().await.unwrap();
+        assert_eq!(
+            landed.path(),
+            class_url.path(),
+            "the student lands on their class"
+        );
+        let welcome = student
+            .find(Locator::Css(".notice.ok"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(welcome.contains("Welcome"), "{welcome}");
         let teachers_only = student.find_all(Locator::Css("#invites")).await.unwrap();
         assert!(teachers_only.is_empty(), "students do not see invite codes");
@@ -176,10 +239,19 @@ async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
 
         // The admin sees the student on the class page, with the code they used.
         admin.refresh().await.unwrap();
-        let members = admin.find(Locator::Id("members")).await.unwrap().text().await.unwrap();
+        let members = admin
+            .find(Locator::Id("members"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(members.contains("maria.g"), "{members}");
         assert!(members.contains("Maria Gonzalez"), "{members}");
-        assert!(members.contains(&code), "the class page shows which code the student joined with: {members}");
+        assert!(
+            members.contains(&code),
+            "the class page shows which code the student joined with: {members}"
+        );
         screenshot(&admin, "class-with-student").await;
     }
     .await;

@@ -30,7 +30,10 @@ pub struct Caller {
 
 impl Caller {
     pub fn actor(&self) -> Actor {
-        Actor { user_id: self.user.id, role: self.user.role }
+        Actor {
+            user_id: self.user.id,
+            role: self.user.role,
+        }
     }
 }
 
@@ -41,10 +44,20 @@ pub struct ClientAddr(pub String);
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if state.settings.trust_forwarded_for
-            && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
-            && let Some(first) = forwarded.split(',').next().map(str::trim).filter(|s| !s.is_empty())
+            && let Some(forwarded) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            && let Some(first) = forwarded
+                .split(',')
+                .next()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
         {
             return Ok(ClientAddr(first.chars().take(64).collect()));
         }
@@ -80,12 +93,14 @@ fn rejection_error(rejection: TokenRejection) -> ApiError {
             "invalid_token",
             "this token is not valid; log in again (POST /api/v1/auth/login or `voxhub login`)",
         ),
-        TokenRejection::Revoked => {
-            ApiError::unauthorized("token_revoked", "this token was revoked; log in again or create a new token")
-        }
-        TokenRejection::Expired => {
-            ApiError::unauthorized("token_expired", "this token has expired; log in again or create a new token")
-        }
+        TokenRejection::Revoked => ApiError::unauthorized(
+            "token_revoked",
+            "this token was revoked; log in again or create a new token",
+        ),
+        TokenRejection::Expired => ApiError::unauthorized(
+            "token_expired",
+            "this token has expired; log in again or create a new token",
+        ),
         TokenRejection::UserDisabled => ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "account_disabled",
@@ -99,16 +114,28 @@ pub async fn authenticate_secret(state: &AppState, secret: &str) -> Result<Calle
     if !looks_like_token(secret) {
         return Err(rejection_error(TokenRejection::Unknown));
     }
-    let auth = state.store.authenticate(&token_digest(secret)).await?.map_err(rejection_error)?;
+    let auth = state
+        .store
+        .authenticate(&token_digest(secret))
+        .await?
+        .map_err(rejection_error)?;
     let csrf = (auth.kind == TokenKind::Session).then(|| csrf_for(secret));
-    Ok(Caller { user: auth.user, token_id: auth.token_id, kind: auth.kind, csrf })
+    Ok(Caller {
+        user: auth.user,
+        token_id: auth.token_id,
+        kind: auth.kind,
+        csrf,
+    })
 }
 
 /// API callers: a bearer token (a personal API token or a login session token).
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::unauthorized(
                 "unauthenticated",
@@ -118,10 +145,16 @@ impl FromRequestParts<AppState> for Caller {
         let secret = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| {
-                ApiError::unauthorized("invalid_token", "the Authorization header must look like 'Bearer vxh_…'")
+                ApiError::unauthorized(
+                    "invalid_token",
+                    "the Authorization header must look like 'Bearer vxh_…'",
+                )
             })?;
         authenticate_secret(state, secret).await
     }

@@ -39,7 +39,13 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, retry_after_s: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after_s: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -87,7 +93,11 @@ fn hex_id() -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code.to_string(), message: self.message, field: self.field.map(str::to_string) },
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field.map(str::to_string),
+            },
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_s
@@ -134,7 +144,13 @@ impl From<InviteProblem> for ApiError {
             InviteProblem::Unknown => StatusCode::NOT_FOUND,
             _ => StatusCode::GONE,
         };
-        ApiError { status, code: problem.code(), message: problem.to_string(), field: Some("invite_code"), retry_after_s: None }
+        ApiError {
+            status,
+            code: problem.code(),
+            message: problem.to_string(),
+            field: Some("invite_code"),
+            retry_after_s: None,
+        }
     }
 }
 
@@ -147,13 +163,17 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "send the request body as JSON with the header 'Content-Type: application/json'",
             ),
-            R::JsonSyntaxError(e) => {
-                ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {}", e.body_text()))
-            }
+            R::JsonSyntaxError(e) => ApiError::bad_request(
+                "malformed_json",
+                format!("the request body is not valid JSON: {}", e.body_text()),
+            ),
             R::JsonDataError(e) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
-                format!("the request body has the wrong shape: {}", clean_serde_message(&e.body_text())),
+                format!(
+                    "the request body has the wrong shape: {}",
+                    clean_serde_message(&e.body_text())
+                ),
             ),
             R::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -169,7 +189,10 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
         ApiError::bad_request(
             "invalid_path",
-            format!("the address has a wrong part: {}; ids are whole numbers", clean_serde_message(&rejection.body_text())),
+            format!(
+                "the address has a wrong part: {}; ids are whole numbers",
+                clean_serde_message(&rejection.body_text())
+            ),
         )
     }
 }
@@ -178,7 +201,10 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::bad_request(
             "invalid_query",
-            format!("the query string is not valid: {}", clean_serde_message(&rejection.body_text())),
+            format!(
+                "the query string is not valid: {}",
+                clean_serde_message(&rejection.body_text())
+            ),
         )
     }
 }
@@ -186,8 +212,19 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 impl From<axum::extract::rejection::FormRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::FormRejection) -> Self {
         let status = rejection.status();
-        let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
-        ApiError::new(status, "invalid_form", format!("the form could not be read: {}", clean_serde_message(&rejection.body_text())))
+        let status = if status.is_client_error() {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(
+            status,
+            "invalid_form",
+            format!(
+                "the form could not be read: {}",
+                clean_serde_message(&rejection.body_text())
+            ),
+        )
     }
 }
 

@@ -34,16 +34,25 @@ impl HashingPool {
                 })
                 .expect("the operating system can start a hashing thread");
         }
-        Self { sender: Mutex::new(sender) }
+        Self {
+            sender: Mutex::new(sender),
+        }
     }
 
     /// Runs `work` on the pool and waits for its result without blocking the async runtime.
-    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, &'static str> {
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, &'static str> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(work());
         });
-        self.sender.lock().map_err(|_| "the hashing pool is broken")?.send(job).map_err(|_| "the hashing pool stopped")?;
+        self.sender
+            .lock()
+            .map_err(|_| "the hashing pool is broken")?
+            .send(job)
+            .map_err(|_| "the hashing pool stopped")?;
         result.await.map_err(|_| "a hashing job failed")
     }
 }

@@ -183,7 +183,14 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn entry(&self, action: &str, target: String, outcome: Outcome, detail: String, admin_power: bool) -> NewEntry {
+    fn entry(
+        &self,
+        action: &str,
+        target: String,
+        outcome: Outcome,
+        detail: String,
+        admin_power: bool,
+    ) -> NewEntry {
         NewEntry {
             actor_id: Some(self.caller.user.id),
             actor_name: self.caller.user.username.clone(),
@@ -220,7 +227,17 @@ async fn allowed<T>(
     match check {
         Ok(value) => Ok(value),
         Err(denied) => {
-            record(state, ctx.entry(action, target.into(), Outcome::Denied, denied.0.clone(), false)).await?;
+            record(
+                state,
+                ctx.entry(
+                    action,
+                    target.into(),
+                    Outcome::Denied,
+                    denied.0.clone(),
+                    false,
+                ),
+            )
+            .await?;
             Err(denied.into())
         }
     }
@@ -239,11 +256,23 @@ fn class_target(class: &Class) -> String {
 // ---------------------------------------------------------------------------------------
 
 async fn hash_password(state: &AppState, password: Password) -> Result<String, ApiError> {
-    state.hashing.run(move || password.hash()).await.map_err(ApiError::internal)
+    state
+        .hashing
+        .run(move || password.hash())
+        .await
+        .map_err(ApiError::internal)
 }
 
-async fn verify_password(state: &AppState, password: Password, hash: String) -> Result<bool, ApiError> {
-    state.hashing.run(move || password.verify(&hash)).await.map_err(ApiError::internal)
+async fn verify_password(
+    state: &AppState,
+    password: Password,
+    hash: String,
+) -> Result<bool, ApiError> {
+    state
+        .hashing
+        .run(move || password.verify(&hash))
+        .await
+        .map_err(ApiError::internal)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -262,7 +291,9 @@ fn failed_login_entry(typed: &str, user: Option<&User>, source: &str, detail: &s
         actor_id: user.map(|u| u.id),
         actor_name: typed.chars().take(64).collect(),
         action: "auth.login".into(),
-        target: user.map(user_target).unwrap_or_else(|| "user:unknown".into()),
+        target: user
+            .map(user_target)
+            .unwrap_or_else(|| "user:unknown".into()),
         source: source.into(),
         outcome: Outcome::Failure,
         detail: detail.into(),
@@ -270,18 +301,43 @@ fn failed_login_entry(typed: &str, user: Option<&User>, source: &str, detail: &s
     }
 }
 
-pub async fn login(state: &AppState, source: &str, request: LoginRequest, session_name: &str) -> Result<LoggedIn, ApiError> {
+pub async fn login(
+    state: &AppState,
+    source: &str,
+    request: LoginRequest,
+    session_name: &str,
+) -> Result<LoggedIn, ApiError> {
     let typed = request.username.trim().to_lowercase();
     if typed.is_empty() || request.password.is_empty() {
-        return Err(ApiError::from(InvalidInput::new("username", "enter both your username and your password")));
+        return Err(ApiError::from(InvalidInput::new(
+            "username",
+            "enter both your username and your password",
+        )));
     }
     let throttle_key: String = typed.chars().take(64).collect();
     let now = now_ms() as u64;
-    let throttled = state.throttle.lock().map_err(ApiError::internal)?.check(&throttle_key, source, now);
+    let throttled =
+        state
+            .throttle
+            .lock()
+            .map_err(ApiError::internal)?
+            .check(&throttle_key, source, now);
     if let Err(throttled) = throttled {
-        record(state, failed_login_entry(&typed, None, source, "refused without checking: too many failed logins"))
-            .await?;
-        let mut error = ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", throttled.to_string());
+        record(
+            state,
+            failed_login_entry(
+                &typed,
+                None,
+                source,
+                "refused without checking: too many failed logins",
+            ),
+        )
+        .await?;
+        let mut error = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            throttled.to_string(),
+        );
         error.retry_after_s = Some(throttled.retry_after_s.max(1));
         return Err(error);
     }
@@ -296,27 +352,47 @@ pub async fn login(state: &AppState, source: &str, request: LoginRequest, sessio
         None => (None, dummy_hash().to_string()),
     };
     let matches = verify_password(state, password, hash).await?;
-    let Some(user) = user.filter(|_| matches) else {
-        state.throttle.lock().map_err(ApiError::internal)?.record_failure(&throttle_key, source, now);
-        let known = state.store.user_by_username(&typed).await.ok().flatten();
-        record(state, failed_login_entry(&typed, known.as_ref(), source, "wrong username or password")).await?;
-        return Err(ApiError::unauthorized(
-            "wrong_credentials",
-            "wrong username or password; check both and try again (usernames are not case-sensitive)",
-        ));
+    let user = match user {
+        Some(user) if matches => user,
+        known => {
+            state
+                .throttle
+                .lock()
+                .map_err(ApiError::internal)?
+                .record_failure(&throttle_key, source, now);
+            record(
+                state,
+                failed_login_entry(&typed, known.as_ref(), source, "wrong username or password"),
+            )
+            .await?;
+            return Err(ApiError::unauthorized(
+                "wrong_credentials",
+                "wrong username or password; check both and try again (usernames are not case-sensitive)",
+            ));
+        }
     };
     if user.disabled {
-        record(state, failed_login_entry(&typed, Some(&user), source, "account is disabled")).await?;
+        record(
+            state,
+            failed_login_entry(&typed, Some(&user), source, "account is disabled"),
+        )
+        .await?;
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "account_disabled",
             "your account is disabled; ask an administrator to enable it",
         ));
     }
-    state.throttle.lock().map_err(ApiError::internal)?.record_success(&throttle_key);
+    state
+        .throttle
+        .lock()
+        .map_err(ApiError::internal)?
+        .record_success(&throttle_key);
     let expires_at = now_s() + state.settings.session_hours * 3600;
     let mut tx = state.store.begin().await?;
-    let (_, secret) = tx.create_token(user.id, TokenKind::Session, session_name, expires_at).await?;
+    let (_, secret) = tx
+        .create_token(user.id, TokenKind::Session, session_name, expires_at)
+        .await?;
     tx.audit(NewEntry {
         actor_id: Some(user.id),
         actor_name: user.username.clone(),
@@ -329,7 +405,11 @@ pub async fn login(state: &AppState, source: &str, request: LoginRequest, sessio
     })
     .await?;
     tx.commit().await?;
-    Ok(LoggedIn { secret: secret.secret, expires_at, user })
+    Ok(LoggedIn {
+        secret: secret.secret,
+        expires_at,
+        user,
+    })
 }
 
 pub async fn logout(state: &AppState, ctx: &Context<'_>) -> Result<(), ApiError> {
@@ -341,22 +421,40 @@ pub async fn logout(state: &AppState, ctx: &Context<'_>) -> Result<(), ApiError>
     }
     let mut tx = state.store.begin().await?;
     tx.revoke_token(ctx.caller.token_id).await?;
-    tx.audit(ctx.entry("auth.logout", user_target(&ctx.caller.user), Outcome::Success, String::new(), false)).await?;
+    tx.audit(ctx.entry(
+        "auth.logout",
+        user_target(&ctx.caller.user),
+        Outcome::Success,
+        String::new(),
+        false,
+    ))
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Registration with an invite code: validates everything before using the code, and
 /// creates nothing when any part fails.
-pub async fn register(state: &AppState, source: &str, request: RegisterRequest) -> Result<(User, i64, String), ApiError> {
+pub async fn register(
+    state: &AppState,
+    source: &str,
+    request: RegisterRequest,
+) -> Result<(User, i64, String), ApiError> {
     let username = Username::parse(&request.username)?;
-    let display_name = names::plain_text("display_name", &request.display_name, names::DISPLAY_NAME_MAX_CHARS)?;
+    let display_name = names::plain_text(
+        "display_name",
+        &request.display_name,
+        names::DISPLAY_NAME_MAX_CHARS,
+    )?;
     let password = Password::new_checked(&request.password, username.as_str())?;
     let failure = |detail: String| NewEntry {
         actor_id: None,
         actor_name: username.to_string(),
         action: "auth.register".into(),
-        target: format!("invite:{}", request.invite_code.chars().take(20).collect::<String>()),
+        target: format!(
+            "invite:{}",
+            request.invite_code.chars().take(20).collect::<String>()
+        ),
         source: source.into(),
         outcome: Outcome::Failure,
         detail,
@@ -369,8 +467,17 @@ pub async fn register(state: &AppState, source: &str, request: RegisterRequest) 
     };
     let hash = hash_password(state, password).await?;
     let mut tx = state.store.begin().await?;
-    let outcome =
-        tx.register_with_invite(&code, NewUser { username: &username, display_name: &display_name, role: Role::Student, password_hash: &hash }).await;
+    let outcome = tx
+        .register_with_invite(
+            &code,
+            NewUser {
+                username: &username,
+                display_name: &display_name,
+                role: Role::Student,
+                password_hash: &hash,
+            },
+        )
+        .await;
     let registration = match outcome {
         Ok(registration) => registration,
         Err(error) => {
@@ -386,28 +493,54 @@ pub async fn register(state: &AppState, source: &str, request: RegisterRequest) 
         actor_id: Some(registration.user.id),
         actor_name: registration.user.username.clone(),
         action: "auth.register".into(),
-        target: format!("class:{} {}", registration.class_id, registration.class_name),
+        target: format!(
+            "class:{} {}",
+            registration.class_id, registration.class_name
+        ),
         source: source.into(),
         outcome: Outcome::Success,
-        detail: format!("invite:{} {code} as {}", registration.invite_id, registration.role),
+        detail: format!(
+            "invite:{} {code} as {}",
+            registration.invite_id, registration.role
+        ),
         admin_power: false,
     })
     .await?;
     tx.commit().await?;
-    Ok((registration.user, registration.class_id, registration.class_name))
+    Ok((
+        registration.user,
+        registration.class_id,
+        registration.class_name,
+    ))
 }
 
 pub async fn me(state: &AppState, caller: &Caller) -> Result<MeResponse, ApiError> {
-    Ok(MeResponse { user: caller.user.clone(), classes: state.store.memberships_of(caller.user.id).await? })
+    Ok(MeResponse {
+        user: caller.user.clone(),
+        classes: state.store.memberships_of(caller.user.id).await?,
+    })
 }
 
-pub async fn change_password(state: &AppState, ctx: &Context<'_>, request: ChangePasswordRequest) -> Result<(), ApiError> {
+pub async fn change_password(
+    state: &AppState,
+    ctx: &Context<'_>,
+    request: ChangePasswordRequest,
+) -> Result<(), ApiError> {
     let user = &ctx.caller.user;
     let current = Password::for_login(&request.current_password)?;
     let stored = state.store.password_hash(user.id).await?;
     if !verify_password(state, current, stored).await? {
-        record(state, ctx.entry("user.password_change", user_target(user), Outcome::Failure, "wrong current password".into(), false))
-            .await?;
+        record(
+            state,
+            ctx.entry(
+                "user.password_change",
+                user_target(user),
+                Outcome::Failure,
+                "wrong current password".into(),
+                false,
+            ),
+        )
+        .await?;
         let mut error = ApiError::from(InvalidInput::new(
             "current_password",
             "the current password is wrong; type the password you logged in with",
@@ -419,9 +552,17 @@ pub async fn change_password(state: &AppState, ctx: &Context<'_>, request: Chang
     let hash = hash_password(state, new).await?;
     let mut tx = state.store.begin().await?;
     tx.set_password_hash(user.id, &hash).await?;
-    let ended = tx.revoke_sessions_of(user.id, Some(ctx.caller.token_id)).await?;
-    tx.audit(ctx.entry("user.password_change", user_target(user), Outcome::Success, format!("{ended} other sessions ended"), false))
+    let ended = tx
+        .revoke_sessions_of(user.id, Some(ctx.caller.token_id))
         .await?;
+    tx.audit(ctx.entry(
+        "user.password_change",
+        user_target(user),
+        Outcome::Success,
+        format!("{ended} other sessions ended"),
+        false,
+    ))
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -430,22 +571,63 @@ pub async fn change_password(state: &AppState, ctx: &Context<'_>, request: Chang
 // Users
 // ---------------------------------------------------------------------------------------
 
-pub async fn list_users(state: &AppState, ctx: &Context<'_>, search: Option<&str>) -> Result<Vec<User>, ApiError> {
-    allowed(ctx, state, "user.list", "users", permissions::require_admin(&ctx.caller.actor(), "list all users")).await?;
-    Ok(state.store.list_users(search.map(str::trim).filter(|s| !s.is_empty())).await?)
+pub async fn list_users(
+    state: &AppState,
+    ctx: &Context<'_>,
+    search: Option<&str>,
+) -> Result<Vec<User>, ApiError> {
+    allowed(
+        ctx,
+        state,
+        "user.list",
+        "users",
+        permissions::require_admin(&ctx.caller.actor(), "list all users"),
+    )
+    .await?;
+    Ok(state
+        .store
+        .list_users(search.map(str::trim).filter(|s| !s.is_empty()))
+        .await?)
 }
 
-pub async fn create_user(state: &AppState, ctx: &Context<'_>, request: CreateUserRequest) -> Result<User, ApiError> {
-    allowed(ctx, state, "user.create", "user:new", permissions::require_admin(&ctx.caller.actor(), "create users")).await?;
+pub async fn create_user(
+    state: &AppState,
+    ctx: &Context<'_>,
+    request: CreateUserRequest,
+) -> Result<User, ApiError> {
+    allowed(
+        ctx,
+        state,
+        "user.create",
+        "user:new",
+        permissions::require_admin(&ctx.caller.actor(), "create users"),
+    )
+    .await?;
     let username = Username::parse(&request.username)?;
-    let display_name = names::plain_text("display_name", &request.display_name, names::DISPLAY_NAME_MAX_CHARS)?;
+    let display_name = names::plain_text(
+        "display_name",
+        &request.display_name,
+        names::DISPLAY_NAME_MAX_CHARS,
+    )?;
     let password = Password::new_checked(&request.password, username.as_str())?;
     let hash = hash_password(state, password).await?;
     let mut tx = state.store.begin().await?;
     let user = tx
-        .create_user(NewUser { username: &username, display_name: &display_name, role: request.role, password_hash: &hash })
+        .create_user(NewUser {
+            username: &username,
+            display_name: &display_name,
+            role: request.role,
+            password_hash: &hash,
+        })
         .await?;
-    tx.audit(ctx.entry("user.create", user_target(&user), Outcome::Success, format!("role {}", user.role), true)).await?;
+    tx.audit(ctx.entry(
+        "user.create",
+        user_target(&user),
+        Outcome::Success,
+        format!("role {}", user.role),
+        true,
+    ))
+    .await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -457,17 +639,30 @@ pub async fn get_user(state: &AppState, ctx: &Context<'_>, user_id: i64) -> Resu
 
 /// Admins change anything but may not lock themselves (or the platform) out; people may
 /// change their own display name.
-pub async fn update_user(state: &AppState, ctx: &Context<'_>, user_id: i64, request: UpdateUserRequest) -> Result<User, ApiError> {
+pub async fn update_user(
+    state: &AppState,
+    ctx: &Context<'_>,
+    user_id: i64,
+    request: UpdateUserRequest,
+) -> Result<User, ApiError> {
     let actor = ctx.caller.actor();
     let target = format!("user:{user_id}");
     let touches_admin_fields = request.role.is_some() || request.disabled.is_some();
     if touches_admin_fields || user_id != actor.user_id {
-        allowed(ctx, state, "user.update", &target, permissions::require_admin(&actor, "change other accounts, roles or disable accounts"))
-            .await?;
+        allowed(
+            ctx,
+            state,
+            "user.update",
+            &target,
+            permissions::require_admin(&actor, "change other accounts, roles or disable accounts"),
+        )
+        .await?;
     }
     let existing = state.store.user(user_id).await?;
     if user_id == actor.user_id && request.disabled == Some(true) {
-        return Err(ApiError::conflict("you cannot disable your own account; ask another admin to do it"));
+        return Err(ApiError::conflict(
+            "you cannot disable your own account; ask another admin to do it",
+        ));
     }
     if user_id == actor.user_id && request.role.is_some_and(|r| r != Role::Admin) {
         return Err(ApiError::conflict(
@@ -475,19 +670,34 @@ pub async fn update_user(state: &AppState, ctx: &Context<'_>, user_id: i64, requ
         ));
     }
     let display_name = match &request.display_name {
-        Some(raw) => Some(names::plain_text("display_name", raw, names::DISPLAY_NAME_MAX_CHARS)?),
+        Some(raw) => Some(names::plain_text(
+            "display_name",
+            raw,
+            names::DISPLAY_NAME_MAX_CHARS,
+        )?),
         None => None,
     };
-    let changes = UserChanges { display_name, role: request.role, disabled: request.disabled };
+    let changes = UserChanges {
+        display_name,
+        role: request.role,
+        disabled: request.disabled,
+    };
     let mut detail = Vec::new();
     if let Some(name) = &changes.display_name {
-        detail.push(format!("display name '{}' -> '{name}'", existing.display_name));
+        detail.push(format!(
+            "display name '{}' -> '{name}'",
+            existing.display_name
+        ));
     }
     if let Some(role) = changes.role {
         detail.push(format!("role {} -> {role}", existing.role));
     }
     if let Some(disabled) = changes.disabled {
-        detail.push(if disabled { "disabled".to_string() } else { "enabled".to_string() });
+        detail.push(if disabled {
+            "disabled".to_string()
+        } else {
+            "enabled".to_string()
+        });
     }
     let action = match changes.disabled {
         Some(true) => "user.disable",
@@ -499,16 +709,33 @@ pub async fn update_user(state: &AppState, ctx: &Context<'_>, user_id: i64, requ
     if changes.disabled == Some(true) {
         tx.revoke_sessions_of(user_id, None).await?;
     }
-    tx.audit(ctx.entry(action, user_target(&user), Outcome::Success, detail.join("; "), ctx.admin_power_over(Some(user_id))))
-        .await?;
+    tx.audit(ctx.entry(
+        action,
+        user_target(&user),
+        Outcome::Success,
+        detail.join("; "),
+        ctx.admin_power_over(Some(user_id)),
+    ))
+    .await?;
     tx.commit().await?;
     Ok(user)
 }
 
-pub async fn reset_password(state: &AppState, ctx: &Context<'_>, user_id: i64, request: ResetPasswordRequest) -> Result<User, ApiError> {
+pub async fn reset_password(
+    state: &AppState,
+    ctx: &Context<'_>,
+    user_id: i64,
+    request: ResetPasswordRequest,
+) -> Result<User, ApiError> {
     let target = format!("user:{user_id}");
-    allowed(ctx, state, "user.password_reset", &target, permissions::require_admin(&ctx.caller.actor(), "reset passwords"))
-        .await?;
+    allowed(
+        ctx,
+        state,
+        "user.password_reset",
+        &target,
+        permissions::require_admin(&ctx.caller.actor(), "reset passwords"),
+    )
+    .await?;
     let user = state.store.user(user_id).await?;
     let password = Password::new_checked(&request.password, &user.username)?;
     let hash = hash_password(state, password).await?;
@@ -516,8 +743,14 @@ pub async fn reset_password(state: &AppState, ctx: &Context<'_>, user_id: i64, r
     tx.set_password_hash(user_id, &hash).await?;
     let keep = (user_id == ctx.caller.user.id).then_some(ctx.caller.token_id);
     let ended = tx.revoke_sessions_of(user_id, keep).await?;
-    tx.audit(ctx.entry("user.password_reset", user_target(&user), Outcome::Success, format!("{ended} sessions ended"), true))
-        .await?;
+    tx.audit(ctx.entry(
+        "user.password_reset",
+        user_target(&user),
+        Outcome::Success,
+        format!("{ended} sessions ended"),
+        true,
+    ))
+    .await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -528,8 +761,15 @@ pub async fn reset_password(state: &AppState, ctx: &Context<'_>, user_id: i64, r
 
 fn parse_date(field: &'static str, raw: &str) -> Result<time::Date, InvalidInput> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(raw.trim(), &format)
-        .map_err(|_| InvalidInput::new(field, format!("'{}' is not a date; write it as YYYY-MM-DD, e.g. 2026-09-01", raw.chars().take(40).collect::<String>())))
+    time::Date::parse(raw.trim(), &format).map_err(|_| {
+        InvalidInput::new(
+            field,
+            format!(
+                "'{}' is not a date; write it as YYYY-MM-DD, e.g. 2026-09-01",
+                raw.chars().take(40).collect::<String>()
+            ),
+        )
+    })
 }
 
 struct ValidClass {
@@ -540,19 +780,38 @@ struct ValidClass {
 }
 
 impl ValidClass {
-    fn check(name: &str, description: &str, starts_on: &str, ends_on: &str) -> Result<Self, InvalidInput> {
+    fn check(
+        name: &str,
+        description: &str,
+        starts_on: &str,
+        ends_on: &str,
+    ) -> Result<Self, InvalidInput> {
         let name = names::plain_text("name", name, names::CLASS_NAME_MAX_CHARS)?;
-        let description = names::long_text("description", description, names::DESCRIPTION_MAX_CHARS)?;
+        let description =
+            names::long_text("description", description, names::DESCRIPTION_MAX_CHARS)?;
         let start = parse_date("starts_on", starts_on)?;
         let end = parse_date("ends_on", ends_on)?;
         if end < start {
-            return Err(InvalidInput::new("ends_on", "the last day of the class comes before its first day; swap the dates"));
+            return Err(InvalidInput::new(
+                "ends_on",
+                "the last day of the class comes before its first day; swap the dates",
+            ));
         }
-        Ok(Self { name, description, starts_on: start.to_string(), ends_on: end.to_string() })
+        Ok(Self {
+            name,
+            description,
+            starts_on: start.to_string(),
+            ends_on: end.to_string(),
+        })
     }
 
     fn fields(&self) -> ClassFields<'_> {
-        ClassFields { name: &self.name, description: &self.description, starts_on: &self.starts_on, ends_on: &self.ends_on }
+        ClassFields {
+            name: &self.name,
+            description: &self.description,
+            starts_on: &self.starts_on,
+            ends_on: &self.ends_on,
+        }
     }
 }
 
@@ -564,15 +823,32 @@ pub async fn list_classes(state: &AppState, caller: &Caller) -> Result<Vec<Class
     }
 }
 
-pub async fn create_class(state: &AppState, ctx: &Context<'_>, request: ClassRequest) -> Result<ClassResponse, ApiError> {
-    allowed(ctx, state, "class.create", "class:new", permissions::can_create_class(&ctx.caller.actor())).await?;
-    let valid = ValidClass::check(&request.name, &request.description, &request.starts_on, &request.ends_on)?;
+pub async fn create_class(
+    state: &AppState,
+    ctx: &Context<'_>,
+    request: ClassRequest,
+) -> Result<ClassResponse, ApiError> {
+    allowed(
+        ctx,
+        state,
+        "class.create",
+        "class:new",
+        permissions::can_create_class(&ctx.caller.actor()),
+    )
+    .await?;
+    let valid = ValidClass::check(
+        &request.name,
+        &request.description,
+        &request.starts_on,
+        &request.ends_on,
+    )?;
     let mut tx = state.store.begin().await?;
     let id = tx.create_class(&valid.fields(), ctx.caller.user.id).await?;
     // A teacher who creates a class teaches it; an admin creates it for others to teach.
     let my_role = (ctx.caller.user.role == Role::Teacher).then_some(ClassRole::Teacher);
     if let Some(role) = my_role {
-        tx.put_member(id, ctx.caller.user.id, role, Some(ctx.caller.user.id), None).await?;
+        tx.put_member(id, ctx.caller.user.id, role, Some(ctx.caller.user.id), None)
+            .await?;
     }
     tx.audit(ctx.entry(
         "class.create",
@@ -583,11 +859,18 @@ pub async fn create_class(state: &AppState, ctx: &Context<'_>, request: ClassReq
     ))
     .await?;
     tx.commit().await?;
-    Ok(ClassResponse { class: state.store.class(id).await?, my_role })
+    Ok(ClassResponse {
+        class: state.store.class(id).await?,
+        my_role,
+    })
 }
 
 /// The class and how much of it the caller may see.
-pub async fn get_class(state: &AppState, caller: &Caller, class_id: i64) -> Result<(ClassResponse, ClassView), ApiError> {
+pub async fn get_class(
+    state: &AppState,
+    caller: &Caller,
+    class_id: i64,
+) -> Result<(ClassResponse, ClassView), ApiError> {
     let class = state.store.class(class_id).await?;
     let my_role = state.store.membership(class_id, caller.user.id).await?;
     let view = permissions::can_view_class(&caller.actor(), my_role)?;
@@ -595,15 +878,32 @@ pub async fn get_class(state: &AppState, caller: &Caller, class_id: i64) -> Resu
 }
 
 /// Loads a class and checks that the caller may change it; refusals are audited.
-async fn class_for_change(state: &AppState, ctx: &Context<'_>, class_id: i64, action: &str) -> Result<(Class, bool), ApiError> {
+async fn class_for_change(
+    state: &AppState,
+    ctx: &Context<'_>,
+    class_id: i64,
+    action: &str,
+) -> Result<(Class, bool), ApiError> {
     let class = state.store.class(class_id).await?;
     let my_role = state.store.membership(class_id, ctx.caller.user.id).await?;
-    allowed(ctx, state, action, &class_target(&class), permissions::can_manage_class(&ctx.caller.actor(), my_role)).await?;
+    allowed(
+        ctx,
+        state,
+        action,
+        &class_target(&class),
+        permissions::can_manage_class(&ctx.caller.actor(), my_role),
+    )
+    .await?;
     let admin_power = ctx.caller.user.role == Role::Admin && my_role != Some(ClassRole::Teacher);
     Ok((class, admin_power))
 }
 
-pub async fn update_class(state: &AppState, ctx: &Context<'_>, class_id: i64, request: UpdateClassRequest) -> Result<ClassResponse, ApiError> {
+pub async fn update_class(
+    state: &AppState,
+    ctx: &Context<'_>,
+    class_id: i64,
+    request: UpdateClassRequest,
+) -> Result<ClassResponse, ApiError> {
     let (class, admin_power) = class_for_change(state, ctx, class_id, "class.update").await?;
     let valid = ValidClass::check(
         request.name.as_deref().unwrap_or(&class.name),
@@ -613,24 +913,54 @@ pub async fn update_class(state: &AppState, ctx: &Context<'_>, class_id: i64, re
     )?;
     let mut tx = state.store.begin().await?;
     tx.update_class(class_id, &valid.fields()).await?;
-    tx.audit(ctx.entry("class.update", class_target(&class), Outcome::Success, format!("now '{}', {} to {}", valid.name, valid.starts_on, valid.ends_on), admin_power))
-        .await?;
+    tx.audit(ctx.entry(
+        "class.update",
+        class_target(&class),
+        Outcome::Success,
+        format!(
+            "now '{}', {} to {}",
+            valid.name, valid.starts_on, valid.ends_on
+        ),
+        admin_power,
+    ))
+    .await?;
     tx.commit().await?;
     let my_role = state.store.membership(class_id, ctx.caller.user.id).await?;
-    Ok(ClassResponse { class: state.store.class(class_id).await?, my_role })
+    Ok(ClassResponse {
+        class: state.store.class(class_id).await?,
+        my_role,
+    })
 }
 
-pub async fn list_members(state: &AppState, caller: &Caller, class_id: i64) -> Result<Vec<Member>, ApiError> {
+pub async fn list_members(
+    state: &AppState,
+    caller: &Caller,
+    class_id: i64,
+) -> Result<Vec<Member>, ApiError> {
     let (_, view) = get_class(state, caller, class_id).await?;
-    Ok(state.store.members(class_id, view == ClassView::Member).await?)
+    Ok(state
+        .store
+        .members(class_id, view == ClassView::Member)
+        .await?)
 }
 
-pub async fn add_member(state: &AppState, ctx: &Context<'_>, class_id: i64, request: AddMemberRequest) -> Result<Member, ApiError> {
+pub async fn add_member(
+    state: &AppState,
+    ctx: &Context<'_>,
+    class_id: i64,
+    request: AddMemberRequest,
+) -> Result<Member, ApiError> {
     let (class, admin_power) = class_for_change(state, ctx, class_id, "class.member_add").await?;
     let username = Username::parse(&request.username)?;
-    let user = state.store.user_by_username(username.as_str()).await?.ok_or_else(|| {
-        ApiError::not_found(format!("there is no user '{username}'; check the spelling, or create the account first"))
-    })?;
+    let user = state
+        .store
+        .user_by_username(username.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "there is no user '{username}'; check the spelling, or create the account first"
+            ))
+        })?;
     allowed(
         ctx,
         state,
@@ -640,13 +970,28 @@ pub async fn add_member(state: &AppState, ctx: &Context<'_>, class_id: i64, requ
     )
     .await?;
     let mut tx = state.store.begin().await?;
-    let previous = tx.put_member(class_id, user.id, request.role, Some(ctx.caller.user.id), None).await?;
+    let previous = tx
+        .put_member(
+            class_id,
+            user.id,
+            request.role,
+            Some(ctx.caller.user.id),
+            None,
+        )
+        .await?;
     let detail = match previous {
         Some(old) if old == request.role => format!("{} already {}", user.username, old),
         Some(old) => format!("{} {} -> {}", user.username, old, request.role),
         None => format!("{} as {}", user.username, request.role),
     };
-    tx.audit(ctx.entry("class.member_add", class_target(&class), Outcome::Success, detail, admin_power)).await?;
+    tx.audit(ctx.entry(
+        "class.member_add",
+        class_target(&class),
+        Outcome::Success,
+        detail,
+        admin_power,
+    ))
+    .await?;
     tx.commit().await?;
     let members = state.store.members(class_id, false).await?;
     members
@@ -655,13 +1000,25 @@ pub async fn add_member(state: &AppState, ctx: &Context<'_>, class_id: i64, requ
         .ok_or_else(|| ApiError::internal("member vanished after being added"))
 }
 
-pub async fn remove_member(state: &AppState, ctx: &Context<'_>, class_id: i64, user_id: i64) -> Result<(), ApiError> {
-    let (class, admin_power) = class_for_change(state, ctx, class_id, "class.member_remove").await?;
+pub async fn remove_member(
+    state: &AppState,
+    ctx: &Context<'_>,
+    class_id: i64,
+    user_id: i64,
+) -> Result<(), ApiError> {
+    let (class, admin_power) =
+        class_for_change(state, ctx, class_id, "class.member_remove").await?;
     let user = state.store.user(user_id).await?;
     let mut tx = state.store.begin().await?;
     let role = tx.remove_member(class_id, user_id).await?;
-    tx.audit(ctx.entry("class.member_remove", class_target(&class), Outcome::Success, format!("{} was {}", user.username, role), admin_power))
-        .await?;
+    tx.audit(ctx.entry(
+        "class.member_remove",
+        class_target(&class),
+        Outcome::Success,
+        format!("{} was {}", user.username, role),
+        admin_power,
+    ))
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -670,29 +1027,57 @@ pub async fn remove_member(state: &AppState, ctx: &Context<'_>, class_id: i64, u
 // Invite codes
 // ---------------------------------------------------------------------------------------
 
-pub async fn list_invites(state: &AppState, ctx: &Context<'_>, class_id: i64) -> Result<Vec<Invite>, ApiError> {
+pub async fn list_invites(
+    state: &AppState,
+    ctx: &Context<'_>,
+    class_id: i64,
+) -> Result<Vec<Invite>, ApiError> {
     let class = state.store.class(class_id).await?;
     let my_role = state.store.membership(class_id, ctx.caller.user.id).await?;
-    permissions::can_manage_class(&ctx.caller.actor(), my_role)
-        .map_err(|_| ApiError::forbidden(format!("only the teachers of '{}' can see its invite codes", class.name)))?;
+    permissions::can_manage_class(&ctx.caller.actor(), my_role).map_err(|_| {
+        ApiError::forbidden(format!(
+            "only the teachers of '{}' can see its invite codes",
+            class.name
+        ))
+    })?;
     Ok(state.store.invites(class_id).await?)
 }
 
-pub async fn create_invite(state: &AppState, ctx: &Context<'_>, class_id: i64, request: CreateInviteRequest) -> Result<Invite, ApiError> {
+pub async fn create_invite(
+    state: &AppState,
+    ctx: &Context<'_>,
+    class_id: i64,
+    request: CreateInviteRequest,
+) -> Result<Invite, ApiError> {
     let (class, admin_power) = class_for_change(state, ctx, class_id, "invite.create").await?;
     if !(1..=MAX_USES_LIMIT).contains(&request.max_uses) {
-        return Err(InvalidInput::new("max_uses", format!("the number of uses must be between 1 and {MAX_USES_LIMIT}")).into());
+        return Err(InvalidInput::new(
+            "max_uses",
+            format!("the number of uses must be between 1 and {MAX_USES_LIMIT}"),
+        )
+        .into());
     }
     let lifetime = parse_duration_s("expires_in", &request.expires_in)?;
     if lifetime > MAX_LIFETIME_S {
-        return Err(InvalidInput::new("expires_in", "an invite code can work for at most a year; choose a shorter time").into());
+        return Err(InvalidInput::new(
+            "expires_in",
+            "an invite code can work for at most a year; choose a shorter time",
+        )
+        .into());
     }
     let expires_at = now_s() + lifetime;
     let mut tx = state.store.begin().await?;
     let mut attempt = 0;
     let (id, code) = loop {
         let code = voxhub_core::secret::new_invite_code();
-        let new = NewInvite { class_id, code: &code, role: request.role, max_uses: request.max_uses, expires_at, created_by: ctx.caller.user.id };
+        let new = NewInvite {
+            class_id,
+            code: &code,
+            role: request.role,
+            max_uses: request.max_uses,
+            expires_at,
+            created_by: ctx.caller.user.id,
+        };
         match tx.create_invite(&new).await {
             Ok(id) => break (id, code),
             Err(StoreError::Conflict(_)) if attempt < 3 => attempt += 1,
@@ -703,7 +1088,12 @@ pub async fn create_invite(state: &AppState, ctx: &Context<'_>, class_id: i64, r
         "invite.create",
         class_target(&class),
         Outcome::Success,
-        format!("invite:{id} {code} {} x{} until {}", request.role, request.max_uses, voxhub_core::timefmt::rfc3339(expires_at)),
+        format!(
+            "invite:{id} {code} {} x{} until {}",
+            request.role,
+            request.max_uses,
+            voxhub_core::timefmt::rfc3339(expires_at)
+        ),
         admin_power,
     ))
     .await?;
@@ -711,11 +1101,23 @@ pub async fn create_invite(state: &AppState, ctx: &Context<'_>, class_id: i64, r
     Ok(state.store.invite(class_id, id).await?)
 }
 
-pub async fn revoke_invite(state: &AppState, ctx: &Context<'_>, class_id: i64, invite_id: i64) -> Result<Invite, ApiError> {
+pub async fn revoke_invite(
+    state: &AppState,
+    ctx: &Context<'_>,
+    class_id: i64,
+    invite_id: i64,
+) -> Result<Invite, ApiError> {
     let (class, admin_power) = class_for_change(state, ctx, class_id, "invite.revoke").await?;
     let mut tx = state.store.begin().await?;
     tx.revoke_invite(class_id, invite_id).await?;
-    tx.audit(ctx.entry("invite.revoke", class_target(&class), Outcome::Success, format!("invite:{invite_id}"), admin_power)).await?;
+    tx.audit(ctx.entry(
+        "invite.revoke",
+        class_target(&class),
+        Outcome::Success,
+        format!("invite:{invite_id}"),
+        admin_power,
+    ))
+    .await?;
     tx.commit().await?;
     Ok(state.store.invite(class_id, invite_id).await?)
 }
@@ -724,35 +1126,89 @@ pub async fn revoke_invite(state: &AppState, ctx: &Context<'_>, class_id: i64, i
 // Personal API tokens
 // ---------------------------------------------------------------------------------------
 
-pub async fn list_tokens(state: &AppState, ctx: &Context<'_>, owner_id: Option<i64>) -> Result<Vec<Token>, ApiError> {
+pub async fn list_tokens(
+    state: &AppState,
+    ctx: &Context<'_>,
+    owner_id: Option<i64>,
+) -> Result<Vec<Token>, ApiError> {
     let owner_id = owner_id.unwrap_or(ctx.caller.user.id);
-    allowed(ctx, state, "token.list", &format!("user:{owner_id}"), permissions::can_manage_tokens_of(&ctx.caller.actor(), owner_id))
-        .await?;
+    allowed(
+        ctx,
+        state,
+        "token.list",
+        &format!("user:{owner_id}"),
+        permissions::can_manage_tokens_of(&ctx.caller.actor(), owner_id),
+    )
+    .await?;
     Ok(state.store.tokens_of(owner_id, TokenKind::Api).await?)
 }
 
-pub async fn create_token(state: &AppState, ctx: &Context<'_>, request: CreateTokenRequest) -> Result<CreatedToken, ApiError> {
+pub async fn create_token(
+    state: &AppState,
+    ctx: &Context<'_>,
+    request: CreateTokenRequest,
+) -> Result<CreatedToken, ApiError> {
     let name = names::plain_text("name", &request.name, names::TOKEN_NAME_MAX_CHARS)?;
     let lifetime = parse_duration_s("expires_in", &request.expires_in)?;
     if lifetime > 366 * 86_400 {
-        return Err(InvalidInput::new("expires_in", "a token can work for at most a year; choose a shorter time").into());
+        return Err(InvalidInput::new(
+            "expires_in",
+            "a token can work for at most a year; choose a shorter time",
+        )
+        .into());
     }
     let mut tx = state.store.begin().await?;
-    let (token, secret) = tx.create_token(ctx.caller.user.id, TokenKind::Api, &name, now_s() + lifetime).await?;
-    tx.audit(ctx.entry("token.create", format!("token:{} {}", token.id, token.name), Outcome::Success, format!("expires {}", voxhub_core::timefmt::rfc3339(token.expires_at)), false))
+    let (token, secret) = tx
+        .create_token(
+            ctx.caller.user.id,
+            TokenKind::Api,
+            &name,
+            now_s() + lifetime,
+        )
         .await?;
+    tx.audit(ctx.entry(
+        "token.create",
+        format!("token:{} {}", token.id, token.name),
+        Outcome::Success,
+        format!(
+            "expires {}",
+            voxhub_core::timefmt::rfc3339(token.expires_at)
+        ),
+        false,
+    ))
+    .await?;
     tx.commit().await?;
-    Ok(CreatedToken { token, secret: secret.secret })
+    Ok(CreatedToken {
+        token,
+        secret: secret.secret,
+    })
 }
 
-pub async fn revoke_token(state: &AppState, ctx: &Context<'_>, token_id: i64) -> Result<Token, ApiError> {
+pub async fn revoke_token(
+    state: &AppState,
+    ctx: &Context<'_>,
+    token_id: i64,
+) -> Result<Token, ApiError> {
     let token = state.store.token(token_id).await?;
     let target = format!("token:{} {}", token.id, token.name);
-    allowed(ctx, state, "token.revoke", &target, permissions::can_manage_tokens_of(&ctx.caller.actor(), token.user_id)).await?;
+    allowed(
+        ctx,
+        state,
+        "token.revoke",
+        &target,
+        permissions::can_manage_tokens_of(&ctx.caller.actor(), token.user_id),
+    )
+    .await?;
     let mut tx = state.store.begin().await?;
     let token = tx.revoke_token(token_id).await?;
-    tx.audit(ctx.entry("token.revoke", target, Outcome::Success, format!("owner user:{}", token.user_id), ctx.admin_power_over(Some(token.user_id))))
-        .await?;
+    tx.audit(ctx.entry(
+        "token.revoke",
+        target,
+        Outcome::Success,
+        format!("owner user:{}", token.user_id),
+        ctx.admin_power_over(Some(token.user_id)),
+    ))
+    .await?;
     tx.commit().await?;
     Ok(token)
 }
@@ -761,17 +1217,46 @@ pub async fn revoke_token(state: &AppState, ctx: &Context<'_>, token_id: i64) ->
 // Audit log
 // ---------------------------------------------------------------------------------------
 
-pub async fn list_audit(state: &AppState, ctx: &Context<'_>, filter: AuditFilter) -> Result<Vec<voxhub_core::audit::Entry>, ApiError> {
-    allowed(ctx, state, "audit.list", "audit", permissions::require_admin(&ctx.caller.actor(), "read the audit log")).await?;
+pub async fn list_audit(
+    state: &AppState,
+    ctx: &Context<'_>,
+    filter: AuditFilter,
+) -> Result<Vec<voxhub_core::audit::Entry>, ApiError> {
+    allowed(
+        ctx,
+        state,
+        "audit.list",
+        "audit",
+        permissions::require_admin(&ctx.caller.actor(), "read the audit log"),
+    )
+    .await?;
     Ok(state.store.list_audit(&filter).await?)
 }
 
-pub async fn verify_audit(state: &AppState, ctx: &Context<'_>) -> Result<AuditVerifyResponse, ApiError> {
-    allowed(ctx, state, "audit.verify", "audit", permissions::require_admin(&ctx.caller.actor(), "verify the audit log")).await?;
+pub async fn verify_audit(
+    state: &AppState,
+    ctx: &Context<'_>,
+) -> Result<AuditVerifyResponse, ApiError> {
+    allowed(
+        ctx,
+        state,
+        "audit.verify",
+        "audit",
+        permissions::require_admin(&ctx.caller.actor(), "verify the audit log"),
+    )
+    .await?;
     Ok(match state.store.verify_audit().await? {
-        Ok(Verified { entries, head_hash }) => {
-            AuditVerifyResponse { intact: true, entries_checked: entries, head_hash: Some(head_hash), problem: None }
-        }
-        Err(broken) => AuditVerifyResponse { intact: false, entries_checked: 0, head_hash: None, problem: Some(broken.to_string()) },
+        Ok(Verified { entries, head_hash }) => AuditVerifyResponse {
+            intact: true,
+            entries_checked: entries,
+            head_hash: Some(head_hash),
+            problem: None,
+        },
+        Err(broken) => AuditVerifyResponse {
+            intact: false,
+            entries_checked: 0,
+            head_hash: None,
+            problem: Some(broken.to_string()),
+        },
     })
 }

@@ -34,9 +34,19 @@ impl Server {
         }
         let mut child = command.spawn().expect("start voxhub serve");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut server = Server { child, lines, url: String::new(), seen: Vec::new() };
-        let line = server.read_until(|l| l.starts_with("voxhub is listening on ")).await;
-        server.url = line.trim_start_matches("voxhub is listening on ").trim().to_string();
+        let mut server = Server {
+            child,
+            lines,
+            url: String::new(),
+            seen: Vec::new(),
+        };
+        let line = server
+            .read_until(|l| l.starts_with("voxhub is listening on "))
+            .await;
+        server.url = line
+            .trim_start_matches("voxhub is listening on ")
+            .trim()
+            .to_string();
         assert!(server.url.starts_with("http://127.0.0.1:"), "{line}");
         server
     }
@@ -57,7 +67,10 @@ impl Server {
             match self.next_line().await {
                 Some(line) if wanted(&line) => return line,
                 Some(_) => {}
-                None => panic!("voxhub stopped before printing the expected line: {:?}", self.seen),
+                None => panic!(
+                    "voxhub stopped before printing the expected line: {:?}",
+                    self.seen
+                ),
             }
         }
     }
@@ -109,34 +122,70 @@ async fn user_count(url: &str, token: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_start_prints_a_generated_admin_password_once_and_a_second_start_creates_no_second_admin() {
+async fn the_first_start_prints_a_generated_admin_password_once_and_a_second_start_creates_no_second_admin()
+ {
     let data = tempfile::tempdir().unwrap();
 
     let mut first = Server::start(data.path(), None).await;
     let url = first.url.clone();
-    first.read_until(|l| l.starts_with("open ") && l.contains(&url)).await;
-    first.read_until(|l| l.contains("first admin account was created")).await;
+    first
+        .read_until(|l| l.starts_with("open ") && l.contains(&url))
+        .await;
+    first
+        .read_until(|l| l.contains("first admin account was created"))
+        .await;
     first.read_until(|l| l.trim() == "username: admin").await;
-    let password_line = first.read_until(|l| l.trim().starts_with("password:")).await;
-    let password = password_line.trim().trim_start_matches("password:").trim().to_string();
-    assert!(password.len() >= 20, "a long generated password: {password_line}");
-    first.read_until(|l| l.contains(&format!("{url}/login"))).await;
+    let password_line = first
+        .read_until(|l| l.trim().starts_with("password:"))
+        .await;
+    let password = password_line
+        .trim()
+        .trim_start_matches("password:")
+        .trim()
+        .to_string();
+    assert!(
+        password.len() >= 20,
+        "a long generated password: {password_line}"
+    );
+    first
+        .read_until(|l| l.contains(&format!("{url}/login")))
+        .await;
 
     let (status, body) = login(&url, &password).await;
     assert_eq!(status, StatusCode::OK, "the printed password works: {body}");
     assert_eq!(body["user"]["role"], "admin");
     let printed = first.kill().await;
-    assert_eq!(printed.iter().filter(|l| l.contains(&password)).count(), 1, "the password is shown once: {printed:?}");
+    assert_eq!(
+        printed.iter().filter(|l| l.contains(&password)).count(),
+        1,
+        "the password is shown once: {printed:?}"
+    );
 
     let second = Server::start(data.path(), None).await;
     second.wait_ready().await;
     let second_url = second.url.clone();
     let (status, body) = login(&second_url, &password).await;
-    assert_eq!(status, StatusCode::OK, "the first password still works: {body}");
-    assert_eq!(user_count(&second_url, body["token"].as_str().unwrap()).await, 1, "no second admin");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the first password still works: {body}"
+    );
+    assert_eq!(
+        user_count(&second_url, body["token"].as_str().unwrap()).await,
+        1,
+        "no second admin"
+    );
     let printed = second.kill().await;
-    assert!(!printed.iter().any(|l| l.contains("password")), "no password on a later start: {printed:?}");
-    assert!(!printed.iter().any(|l| l.contains("admin account was created")), "{printed:?}");
+    assert!(
+        !printed.iter().any(|l| l.contains("password")),
+        "no password on a later start: {printed:?}"
+    );
+    assert!(
+        !printed
+            .iter()
+            .any(|l| l.contains("admin account was created")),
+        "{printed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +193,9 @@ async fn the_first_admin_password_can_come_from_the_environment_and_is_never_pri
     let data = tempfile::tempdir().unwrap();
     let chosen = "chosen by the operator";
     let mut server = Server::start(data.path(), Some(chosen)).await;
-    server.read_until(|l| l.contains("VOXHUB_ADMIN_PASSWORD")).await;
+    server
+        .read_until(|l| l.contains("VOXHUB_ADMIN_PASSWORD"))
+        .await;
     server.wait_ready().await;
     let url = server.url.clone();
     let (status, body) = login(&url, chosen).await;
@@ -177,7 +228,10 @@ async fn a_too_short_admin_password_in_the_environment_stops_the_first_start_wit
         .expect("run voxhub serve");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("VOXHUB_ADMIN_PASSWORD") && stderr.contains("at least 10"), "{stderr}");
+    assert!(
+        stderr.contains("VOXHUB_ADMIN_PASSWORD") && stderr.contains("at least 10"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +240,9 @@ async fn an_all_digit_admin_password_in_the_environment_is_accepted() {
     let data = tempfile::tempdir().unwrap();
     let digits = "12345678901234";
     let mut server = Server::start(data.path(), Some(digits)).await;
-    server.read_until(|l| l.contains("VOXHUB_ADMIN_PASSWORD")).await;
+    server
+        .read_until(|l| l.contains("VOXHUB_ADMIN_PASSWORD"))
+        .await;
     let url = server.url.clone();
     let (status, body) = login(&url, digits).await;
     assert_eq!(status, StatusCode::OK, "{body}");

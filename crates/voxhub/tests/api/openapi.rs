@@ -7,11 +7,24 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 async fn document(app: &TestApp) -> Value {
-    let reply = app.send(app.builder(Method::GET, "", "/api/openapi.json")).await;
+    let reply = app
+        .send(app.builder(Method::GET, "", "/api/openapi.json"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
-    let content_type = reply.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    assert!(content_type.starts_with("application/json"), "{content_type}");
-    assert!(reply.body.is_object(), "the document is JSON: {}", reply.body);
+    let content_type = reply
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    assert!(
+        reply.body.is_object(),
+        "the document is JSON: {}",
+        reply.body
+    );
     reply.body
 }
 
@@ -20,7 +33,8 @@ fn operations(doc: &Value) -> Vec<(Method, String, Value)> {
     let mut found = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("path item") {
-            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
+            let method =
+                Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
             found.push((method, path.clone(), operation.clone()));
         }
     }
@@ -52,13 +66,25 @@ async fn the_openapi_document_is_json_of_version_3_with_the_bearer_scheme() {
     let version = doc["openapi"].as_str().expect("openapi version");
     assert!(version.starts_with("3."), "{version}");
     assert!(doc["info"]["title"].is_string());
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     let ops = operations(&doc);
-    assert!(ops.len() >= 25, "every API route is documented: {}", ops.len());
+    assert!(
+        ops.len() >= 25,
+        "every API route is documented: {}",
+        ops.len()
+    );
     for (method, path, operation) in &ops {
         assert!(path.starts_with("/api/v1/"), "{path}");
-        assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} documents its answers");
+        assert!(
+            operation["responses"]
+                .as_object()
+                .is_some_and(|r| !r.is_empty()),
+            "{method} {path} documents its answers"
+        );
     }
 }
 
@@ -68,8 +94,13 @@ async fn every_documented_route_answers() {
     // Make id 1 of everything exist: user 1 is the admin, token 1 the admin's session.
     let class = app.create_class(&app.admin.token, "Class one").await;
     assert_eq!(class, 1);
-    app.add_member(&app.admin.token, class, "admin", "teacher").await;
-    assert_eq!(app.create_invite(&app.admin.token, class, "student", 1).await["id"], 1);
+    app.add_member(&app.admin.token, class, "admin", "teacher")
+        .await;
+    assert_eq!(
+        app.create_invite(&app.admin.token, class, "student", 1)
+            .await["id"],
+        1
+    );
 
     let doc = document(&app).await;
     for (method, path, _) in operations(&doc) {
@@ -77,8 +108,16 @@ async fn every_documented_route_answers() {
         let body = matches!(method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
         let url = concrete(&path);
         let (status, reply) = app.call(method.clone(), &token, &url, body).await;
-        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {url} is documented but not routed: {reply}");
-        assert_ne!(status, StatusCode::NOT_FOUND, "{method} {url} is documented but not found: {reply}");
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {url} is documented but not routed: {reply}"
+        );
+        assert_ne!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} {url} is documented but not found: {reply}"
+        );
     }
 }
 
@@ -91,8 +130,14 @@ async fn documented_parameters_are_where_the_route_reads_them() {
         for parameter in operation["parameters"].as_array().into_iter().flatten() {
             let name = parameter["name"].as_str().unwrap();
             match parameter["in"].as_str().unwrap() {
-                "path" => assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: path parameter '{name}' is not in the path"),
-                "query" => assert_ne!(parameter["required"], true, "{method} {path}: query parameter '{name}' is optional"),
+                "path" => assert!(
+                    path.contains(&format!("{{{name}}}")),
+                    "{method} {path}: path parameter '{name}' is not in the path"
+                ),
+                "query" => assert_ne!(
+                    parameter["required"], true,
+                    "{method} {path}: query parameter '{name}' is optional"
+                ),
                 other => panic!("{method} {path}: unexpected parameter location {other}"),
             }
         }
@@ -137,7 +182,9 @@ async fn the_docs_page_is_served_from_the_binary_without_external_scripts_or_sty
             let rest = &html[at + attribute.len()..];
             let url = &rest[..rest.find('"').unwrap()];
             assert!(
-                !url.starts_with("http://") && !url.starts_with("https://") && !url.starts_with("//"),
+                !url.starts_with("http://")
+                    && !url.starts_with("https://")
+                    && !url.starts_with("//"),
                 "the docs page must not load {url} from elsewhere"
             );
             assets.push(url.to_string());
@@ -150,7 +197,10 @@ async fn the_docs_page_is_served_from_the_binary_without_external_scripts_or_sty
         assert_eq!(reply.status, StatusCode::OK, "{path} is served");
         if path.ends_with("swagger-initializer.js") {
             let script = reply.body.as_str().unwrap_or_default();
-            assert!(script.contains("/api/openapi.json"), "the page shows our document: {script}");
+            assert!(
+                script.contains("/api/openapi.json"),
+                "the page shows our document: {script}"
+            );
             assert!(!script.contains("petstore"), "{script}");
         }
     }

@@ -34,7 +34,11 @@ pub const DATABASE_FILE: &str = "voxhub.db";
 /// The argon2id hash of [`PASSWORD`], computed once for the whole test binary.
 pub fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| Password::new_checked(PASSWORD, "nobody").expect("test password meets the policy").hash())
+    HASH.get_or_init(|| {
+        Password::new_checked(PASSWORD, "nobody")
+            .expect("test password meets the policy")
+            .hash()
+    })
 }
 
 /// An account with a live session token.
@@ -80,7 +84,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: WebSettings) -> Self {
-        Self::start(tempfile::tempdir().expect("temporary data directory"), settings).await
+        Self::start(
+            tempfile::tempdir().expect("temporary data directory"),
+            settings,
+        )
+        .await
     }
 
     /// A server on an existing data directory (e.g. one a stopped app left behind).
@@ -89,9 +97,13 @@ impl TestApp {
     }
 
     async fn start(dir: tempfile::TempDir, settings: WebSettings) -> Self {
-        let store = Store::open_sqlite(&dir.path().join(DATABASE_FILE)).await.expect("open the database");
+        let store = Store::open_sqlite(&dir.path().join(DATABASE_FILE))
+            .await
+            .expect("open the database");
         let admin_id = bootstrap_admin(&store).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("bound address");
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(store.clone(), settings.clone());
@@ -108,7 +120,12 @@ impl TestApp {
             http,
             store,
             dir,
-            admin: TestUser { id: admin_id, username: "admin".into(), password: PASSWORD.into(), token: String::new() },
+            admin: TestUser {
+                id: admin_id,
+                username: "admin".into(),
+                password: PASSWORD.into(),
+                token: String::new(),
+            },
             settings,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -129,14 +146,24 @@ impl TestApp {
 
     /// Stops the server, closes the database and hands back the data directory.
     pub async fn stop(self) -> (tempfile::TempDir, WebSettings) {
-        let TestApp { http, store, dir, shutdown, server, settings, .. } = self;
+        let TestApp {
+            http,
+            store,
+            dir,
+            shutdown,
+            server,
+            settings,
+            ..
+        } = self;
         drop(http);
         if let Some(shutdown) = shutdown {
             shutdown.send(()).ok();
         }
         if let Some(server) = server {
             match tokio::time::timeout(Duration::from_secs(10), server).await {
-                Ok(joined) => joined.expect("server task").expect("server stopped cleanly"),
+                Ok(joined) => joined
+                    .expect("server task")
+                    .expect("server stopped cleanly"),
                 Err(_) => panic!("the server did not stop within 10 s"),
             }
         }
@@ -161,37 +188,59 @@ impl TestApp {
     /// A new account with the given platform role and a live session token.
     pub async fn user(&self, role: Role) -> TestUser {
         let n = self.next();
-        self.named_user(&format!("{}{n}", role.as_str()), &format!("Test {} {n}", role.as_str()), role).await
+        self.named_user(
+            &format!("{}{n}", role.as_str()),
+            &format!("Test {} {n}", role.as_str()),
+            role,
+        )
+        .await
     }
 
     pub async fn named_user(&self, username: &str, display_name: &str, role: Role) -> TestUser {
         let name = Username::parse(username).expect("valid test username");
         let mut tx = self.store.begin().await.expect("begin");
         let user = tx
-            .create_user(NewUser { username: &name, display_name, role, password_hash: password_hash() })
+            .create_user(NewUser {
+                username: &name,
+                display_name,
+                role,
+                password_hash: password_hash(),
+            })
             .await
             .expect("create test user");
         tx.commit().await.expect("commit");
         let token = self.session_for(user.id).await;
-        TestUser { id: user.id, username: user.username, password: PASSWORD.into(), token }
+        TestUser {
+            id: user.id,
+            username: user.username,
+            password: PASSWORD.into(),
+            token,
+        }
     }
 
     /// A fresh login session for an account, minted in the store.
     pub async fn session_for(&self, user_id: i64) -> String {
-        self.token_for(user_id, TokenKind::Session, voxhub_store::now_s() + 3600).await
+        self.token_for(user_id, TokenKind::Session, voxhub_store::now_s() + 3600)
+            .await
     }
 
     /// A token of any kind and expiry (in the past, too), minted in the store.
     pub async fn token_for(&self, user_id: i64, kind: TokenKind, expires_at: i64) -> String {
         let mut tx = self.store.begin().await.expect("begin");
-        let (_, secret) = tx.create_token(user_id, kind, "test", expires_at).await.expect("create token");
+        let (_, secret) = tx
+            .create_token(user_id, kind, "test", expires_at)
+            .await
+            .expect("create token");
         tx.commit().await.expect("commit");
         secret.secret
     }
 
     /// The stored password hash of an account (to show a refused change changed nothing).
     pub async fn stored_hash(&self, user_id: i64) -> String {
-        self.store.password_hash(user_id).await.expect("password hash")
+        self.store
+            .password_hash(user_id)
+            .await
+            .expect("password hash")
     }
 
     pub async fn user_count(&self) -> usize {
@@ -199,7 +248,11 @@ impl TestApp {
     }
 
     pub async fn user_exists(&self, username: &str) -> bool {
-        self.store.user_by_username(username).await.expect("lookup").is_some()
+        self.store
+            .user_by_username(username)
+            .await
+            .expect("lookup")
+            .is_some()
     }
 
     // -----------------------------------------------------------------------------------
@@ -209,14 +262,22 @@ impl TestApp {
     /// A request builder for a path, with the bearer token when `token` is not empty.
     pub fn builder(&self, method: Method, token: &str, path: &str) -> RequestBuilder {
         let request = self.http.request(method, format!("{}{}", self.url, path));
-        if token.is_empty() { request } else { request.bearer_auth(token) }
+        if token.is_empty() {
+            request
+        } else {
+            request.bearer_auth(token)
+        }
     }
 
     /// Sends a request; panics on any 5xx, which no input may ever cause.
     pub async fn send(&self, request: RequestBuilder) -> Reply {
         let built = request.build().expect("request");
         let what = format!("{} {}", built.method(), built.url().path());
-        let response = self.http.execute(built).await.unwrap_or_else(|e| panic!("{what} failed: {e}"));
+        let response = self
+            .http
+            .execute(built)
+            .await
+            .unwrap_or_else(|e| panic!("{what} failed: {e}"));
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
@@ -225,11 +286,24 @@ impl TestApp {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        assert!(!status.is_server_error(), "{what} answered {status}: {body}");
-        Reply { status, body, headers }
+        assert!(
+            !status.is_server_error(),
+            "{what} answered {status}: {body}"
+        );
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
-    pub async fn call(&self, method: Method, token: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.builder(method, token, path);
         if let Some(body) = body {
             request = request.json(&body);
@@ -265,15 +339,26 @@ impl TestApp {
     // -----------------------------------------------------------------------------------
 
     pub async fn try_login(&self, username: &str, password: &str) -> Reply {
-        self.send(self.builder(Method::POST, "", "/api/v1/auth/login").json(&json!({"username": username, "password": password})))
-            .await
+        self.send(
+            self.builder(Method::POST, "", "/api/v1/auth/login")
+                .json(&json!({"username": username, "password": password})),
+        )
+        .await
     }
 
     /// Logs in through the API and returns the session token.
     pub async fn login(&self, username: &str, password: &str) -> String {
         let reply = self.try_login(username, password).await;
-        assert_eq!(reply.status, StatusCode::OK, "login as {username}: {}", reply.body);
-        reply.body["token"].as_str().expect("token in the login answer").to_string()
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "login as {username}: {}",
+            reply.body
+        );
+        reply.body["token"]
+            .as_str()
+            .expect("token in the login answer")
+            .to_string()
     }
 
     /// Creates an account through the API as the admin (hashes a password).
@@ -285,39 +370,81 @@ impl TestApp {
                 json!({"username": username, "display_name": format!("User {username}"), "role": role.as_str(), "password": PASSWORD}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "create user {username}: {body}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "create user {username}: {body}"
+        );
         body
     }
 
     /// Creates a class as `token` and returns its id.
     pub async fn create_class(&self, token: &str, name: &str) -> i64 {
         let (status, body) = self
-            .post(token, "/api/v1/classes", json!({"name": name, "starts_on": "2026-09-01", "ends_on": "2027-01-31"}))
+            .post(
+                token,
+                "/api/v1/classes",
+                json!({"name": name, "starts_on": "2026-09-01", "ends_on": "2027-01-31"}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "create class {name}: {body}");
         body["id"].as_i64().expect("class id")
     }
 
     /// Adds an account to a class as `token`.
-    pub async fn add_member(&self, token: &str, class_id: i64, username: &str, role: &str) -> Value {
-        let (status, body) =
-            self.post(token, &format!("/api/v1/classes/{class_id}/members"), json!({"username": username, "role": role})).await;
-        assert_eq!(status, StatusCode::OK, "add {username} to class {class_id}: {body}");
+    pub async fn add_member(
+        &self,
+        token: &str,
+        class_id: i64,
+        username: &str,
+        role: &str,
+    ) -> Value {
+        let (status, body) = self
+            .post(
+                token,
+                &format!("/api/v1/classes/{class_id}/members"),
+                json!({"username": username, "role": role}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "add {username} to class {class_id}: {body}"
+        );
         body
     }
 
     /// Creates an invite code as `token`; returns the invite.
-    pub async fn create_invite(&self, token: &str, class_id: i64, role: &str, max_uses: i64) -> Value {
+    pub async fn create_invite(
+        &self,
+        token: &str,
+        class_id: i64,
+        role: &str,
+        max_uses: i64,
+    ) -> Value {
         let (status, body) = self
-            .post(token, &format!("/api/v1/classes/{class_id}/invites"), json!({"role": role, "max_uses": max_uses, "expires_in": "14d"}))
+            .post(
+                token,
+                &format!("/api/v1/classes/{class_id}/invites"),
+                json!({"role": role, "max_uses": max_uses, "expires_in": "14d"}),
+            )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "create invite for class {class_id}: {body}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "create invite for class {class_id}: {body}"
+        );
         body
     }
 
     /// An invite as the class's admin view shows it.
     pub async fn invite(&self, class_id: i64, invite_id: i64) -> Value {
-        let invites = self.get_ok(&self.admin.token, &format!("/api/v1/classes/{class_id}/invites")).await;
+        let invites = self
+            .get_ok(
+                &self.admin.token,
+                &format!("/api/v1/classes/{class_id}/invites"),
+            )
+            .await;
         invites
             .as_array()
             .expect("invite list")
@@ -339,14 +466,27 @@ impl TestApp {
 
     /// Audit entries (newest first) for a query string such as `action=user.&outcome=denied`.
     pub async fn audit(&self, query: &str) -> Vec<Value> {
-        let query = if query.contains("limit=") { query.to_string() } else { format!("limit=1000&{query}") };
-        let body = self.get_ok(&self.admin.token, &format!("/api/v1/audit?{query}")).await;
+        let query = if query.contains("limit=") {
+            query.to_string()
+        } else {
+            format!("limit=1000&{query}")
+        };
+        let body = self
+            .get_ok(&self.admin.token, &format!("/api/v1/audit?{query}"))
+            .await;
         body.as_array().expect("audit list").clone()
     }
 
     /// The members of a class as the admin sees them.
     pub async fn members(&self, class_id: i64) -> Vec<Value> {
-        self.get_ok(&self.admin.token, &format!("/api/v1/classes/{class_id}/members")).await.as_array().expect("members").clone()
+        self.get_ok(
+            &self.admin.token,
+            &format!("/api/v1/classes/{class_id}/members"),
+        )
+        .await
+        .as_array()
+        .expect("members")
+        .clone()
     }
 }
 
@@ -357,7 +497,12 @@ async fn bootstrap_admin(store: &Store) -> i64 {
     if tx.count_users().await.expect("count users") == 0 {
         let username = Username::parse("admin").expect("valid username");
         let user = tx
-            .create_user(NewUser { username: &username, display_name: "Administrator", role: Role::Admin, password_hash: password_hash() })
+            .create_user(NewUser {
+                username: &username,
+                display_name: "Administrator",
+                role: Role::Admin,
+                password_hash: password_hash(),
+            })
             .await
             .expect("create admin");
         tx.audit(NewEntry {
@@ -376,7 +521,12 @@ async fn bootstrap_admin(store: &Store) -> i64 {
         return user.id;
     }
     drop(tx);
-    store.user_by_username("admin").await.expect("lookup").expect("an admin account").id
+    store
+        .user_by_username("admin")
+        .await
+        .expect("lookup")
+        .expect("an admin account")
+        .id
 }
 
 // ---------------------------------------------------------------------------------------
@@ -388,18 +538,41 @@ async fn bootstrap_admin(store: &Store) -> i64 {
 #[track_caller]
 pub fn assert_error(reply: &(StatusCode, Value), status: u16, code: &str) -> String {
     let (actual, body) = reply;
-    assert_eq!(actual.as_u16(), status, "expected {status} {code}, got {actual}: {body}");
-    assert_eq!(body["error"]["code"].as_str(), Some(code), "wrong error code in {body}");
-    let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("no error message in {body}"));
-    assert!(message.split_whitespace().count() >= 4, "the message should say what to do: {message:?}");
+    assert_eq!(
+        actual.as_u16(),
+        status,
+        "expected {status} {code}, got {actual}: {body}"
+    );
+    assert_eq!(
+        body["error"]["code"].as_str(),
+        Some(code),
+        "wrong error code in {body}"
+    );
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"));
+    assert!(
+        message.split_whitespace().count() >= 4,
+        "the message should say what to do: {message:?}"
+    );
     message.to_string()
 }
 
 /// Like [`assert_error`], and the error names the request field.
 #[track_caller]
-pub fn assert_field_error(reply: &(StatusCode, Value), status: u16, code: &str, field: &str) -> String {
+pub fn assert_field_error(
+    reply: &(StatusCode, Value),
+    status: u16,
+    code: &str,
+    field: &str,
+) -> String {
     let message = assert_error(reply, status, code);
-    assert_eq!(reply.1["error"]["field"].as_str(), Some(field), "wrong field in {}", reply.1);
+    assert_eq!(
+        reply.1["error"]["field"].as_str(),
+        Some(field),
+        "wrong field in {}",
+        reply.1
+    );
     message
 }
 
@@ -411,7 +584,10 @@ pub fn assert_forbidden(reply: &(StatusCode, Value)) -> String {
 
 /// The entries whose action starts with `action`, newest first.
 pub fn with_action<'a>(entries: &'a [Value], action: &str) -> Vec<&'a Value> {
-    entries.iter().filter(|e| e["action"].as_str().is_some_and(|a| a.starts_with(action))).collect()
+    entries
+        .iter()
+        .filter(|e| e["action"].as_str().is_some_and(|a| a.starts_with(action)))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -441,7 +617,11 @@ pub async fn run_voxhub(config_dir: &Path, args: &[&str], stdin: Option<&str>) -
     let mut command = voxhub_command(config_dir);
     command
         .args(args)
-        .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().expect("start voxhub");
@@ -477,7 +657,13 @@ impl From<Output> for CliOutput {
 impl CliOutput {
     #[track_caller]
     pub fn assert_success(&self) -> &Self {
-        assert_eq!(self.code, Some(0), "expected success:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected success:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }
@@ -489,6 +675,10 @@ pub fn sqlite3(db: &Path, sql: &str) -> (bool, String) {
         .arg(sql)
         .output()
         .expect("the sqlite3 command-line tool is installed");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.success(), text)
 }

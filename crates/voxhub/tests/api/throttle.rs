@@ -19,7 +19,11 @@ async fn login_from(app: &TestApp, address: &str, username: &str, password: &str
 
 #[track_caller]
 fn assert_throttled(reply: &Reply) -> (String, u64) {
-    let message = assert_error(&(reply.status, reply.body.clone()), 429, "too_many_attempts");
+    let message = assert_error(
+        &(reply.status, reply.body.clone()),
+        429,
+        "too_many_attempts",
+    );
     let retry_after: u64 = reply
         .headers
         .get("retry-after")
@@ -28,25 +32,44 @@ fn assert_throttled(reply: &Reply) -> (String, u64) {
         .unwrap()
         .parse()
         .expect("Retry-After in whole seconds");
-    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after} should be within the one-minute window");
-    assert!(message.contains("wait") && message.contains("seconds"), "{message}");
+    assert!(
+        (1..=60).contains(&retry_after),
+        "Retry-After {retry_after} should be within the one-minute window"
+    );
+    assert!(
+        message.contains("wait") && message.contains("seconds"),
+        "{message}"
+    );
     assert!(reply.body.get("token").is_none());
     (message, retry_after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_too_many_wrong_passwords_for_one_account_even_the_right_password_is_refused_with_429() {
+async fn after_too_many_wrong_passwords_for_one_account_even_the_right_password_is_refused_with_429()
+ {
     // Each attempt comes from its own address (through a trusted proxy), so only the
     // per-account limit is in play.
-    let settings = WebSettings { trust_forwarded_for: true, ..WebSettings::default() };
+    let settings = WebSettings {
+        trust_forwarded_for: true,
+        ..WebSettings::default()
+    };
     let limit = settings.throttle.max_failures_per_username;
-    assert!(limit < 20, "the 20th wrong password in a minute must be refused at the latest");
+    assert!(
+        limit < 20,
+        "the 20th wrong password in a minute must be refused at the latest"
+    );
     let app = TestApp::spawn_with(settings).await;
     let victim = app.user(Role::Student).await;
     let bystander = app.user(Role::Student).await;
 
     for i in 0..limit {
-        let reply = login_from(&app, &format!("10.0.0.{i}"), &victim.username, "guessing wrong again").await;
+        let reply = login_from(
+            &app,
+            &format!("10.0.0.{i}"),
+            &victim.username,
+            "guessing wrong again",
+        )
+        .await;
         assert_error(&reply.pair(), 401, "wrong_credentials");
     }
     let wrong_again = login_from(&app, "10.0.1.1", &victim.username, "guessing wrong again").await;
@@ -57,15 +80,24 @@ async fn after_too_many_wrong_passwords_for_one_account_even_the_right_password_
     let right = login_from(&app, "10.0.1.2", &victim.username, PASSWORD).await;
     assert_throttled(&right);
     // The same account with other capitalisation is the same account.
-    assert_throttled(&login_from(&app, "10.0.1.3", &victim.username.to_uppercase(), PASSWORD).await);
+    assert_throttled(
+        &login_from(&app, "10.0.1.3", &victim.username.to_uppercase(), PASSWORD).await,
+    );
 
     // Other accounts are not affected.
     let other = login_from(&app, "10.0.1.4", &bystander.username, PASSWORD).await;
     assert_eq!(other.status, StatusCode::OK, "{}", other.body);
 
     let refused = app.audit("action=auth.login&outcome=failure").await;
-    let unchecked: Vec<_> = refused.iter().filter(|e| e["detail"].as_str().unwrap().contains("without checking")).collect();
-    assert_eq!(unchecked.len(), 3, "throttled attempts are audited: {refused:?}");
+    let unchecked: Vec<_> = refused
+        .iter()
+        .filter(|e| e["detail"].as_str().unwrap().contains("without checking"))
+        .collect();
+    assert_eq!(
+        unchecked.len(),
+        3,
+        "throttled attempts are audited: {refused:?}"
+    );
     assert_eq!(refused.len(), limit + 3);
     assert_eq!(unchecked[0]["source"], "10.0.1.3");
 }
@@ -77,7 +109,13 @@ async fn many_usernames_from_one_address_are_refused_with_429_once_the_address_l
     let student = app.user(Role::Student).await;
     // X-Forwarded-For is not trusted by default, so changing it does not escape the limit.
     for i in 0..limit {
-        let reply = login_from(&app, &format!("10.9.9.{i}"), &format!("guess{i}"), "a wrong password").await;
+        let reply = login_from(
+            &app,
+            &format!("10.9.9.{i}"),
+            &format!("guess{i}"),
+            "a wrong password",
+        )
+        .await;
         assert_error(&reply.pair(), 401, "wrong_credentials");
     }
     let reply = login_from(&app, "10.9.9.200", "someone-else", "a wrong password").await;
@@ -89,14 +127,21 @@ async fn many_usernames_from_one_address_are_refused_with_429_once_the_address_l
     assert_throttled(&right);
 
     let refused = app.audit("action=auth.login&outcome=failure").await;
-    assert!(refused.iter().all(|e| e["source"] == "127.0.0.1"), "the real address is recorded: {refused:?}");
+    assert!(
+        refused.iter().all(|e| e["source"] == "127.0.0.1"),
+        "the real address is recorded: {refused:?}"
+    );
     assert_eq!(refused.len(), limit + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "bug: behind a trusted proxy the FIRST X-Forwarded-For entry (chosen by the client) is taken as the address, so a client escapes the per-address limit by sending its own X-Forwarded-For (web/src/auth.rs ClientAddr); take the last entry, the one the proxy added"]
-async fn a_client_behind_a_trusted_proxy_cannot_escape_the_address_limit_by_forging_x_forwarded_for() {
-    let settings = WebSettings { trust_forwarded_for: true, ..WebSettings::default() };
+async fn a_client_behind_a_trusted_proxy_cannot_escape_the_address_limit_by_forging_x_forwarded_for()
+ {
+    let settings = WebSettings {
+        trust_forwarded_for: true,
+        ..WebSettings::default()
+    };
     let limit = settings.throttle.max_failures_per_address;
     let app = TestApp::spawn_with(settings).await;
     // The proxy appends the real client address (203.0.113.7) to whatever the client sent.
@@ -105,8 +150,17 @@ async fn a_client_behind_a_trusted_proxy_cannot_escape_the_address_limit_by_forg
         let reply = login_from(&app, &forwarded, &format!("guess{i}"), "a wrong password").await;
         assert_error(&reply.pair(), 401, "wrong_credentials");
     }
-    let reply = login_from(&app, "198.51.100.250, 203.0.113.7", "another-guess", "a wrong password").await;
+    let reply = login_from(
+        &app,
+        "198.51.100.250, 203.0.113.7",
+        "another-guess",
+        "a wrong password",
+    )
+    .await;
     assert_throttled(&reply);
     let failures = app.audit("action=auth.login").await;
-    assert!(failures.iter().all(|e| e["source"] == "203.0.113.7"), "the audit log records the real address: {failures:?}");
+    assert!(
+        failures.iter().all(|e| e["source"] == "203.0.113.7"),
+        "the audit log records the real address: {failures:?}"
+    );
 }

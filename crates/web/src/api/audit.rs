@@ -14,7 +14,9 @@ use voxhub_core::audit::Entry;
 use voxhub_store::audit::AuditFilter;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_audit)).routes(routes!(verify_audit))
+    OpenApiRouter::new()
+        .routes(routes!(list_audit))
+        .routes(routes!(verify_audit))
 }
 
 /// Filters for the audit log; all are optional and narrow the result.
@@ -40,11 +42,17 @@ impl AuditQuery {
         if let Some(outcome) = &self.outcome
             && !matches!(outcome.as_str(), "success" | "failure" | "denied" | "")
         {
-            return Err(ApiError::bad_request("invalid_query", "outcome must be success, failure or denied"));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "outcome must be success, failure or denied",
+            ));
         }
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "limit must be between 1 and 1000",
+            ));
         }
         let keep = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         Ok(AuditFilter {
@@ -70,7 +78,17 @@ async fn list_audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
     let filter = query.into_filter()?;
-    Ok(Json(service::list_audit(&state, &Context { caller: &caller, source: &source }, filter).await?))
+    Ok(Json(
+        service::list_audit(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            filter,
+        )
+        .await?,
+    ))
 }
 
 /// Walk the whole hash chain and report the first entry that was altered or removed.
@@ -81,5 +99,14 @@ async fn verify_audit(
     ClientAddr(source): ClientAddr,
     caller: Caller,
 ) -> Result<Json<AuditVerifyResponse>, ApiError> {
-    Ok(Json(service::verify_audit(&state, &Context { caller: &caller, source: &source }).await?))
+    Ok(Json(
+        service::verify_audit(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+        )
+        .await?,
+    ))
 }

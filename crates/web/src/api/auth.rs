@@ -4,7 +4,9 @@ use super::ApiJson;
 use crate::AppState;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::{ApiError, ErrorBody};
-use crate::service::{self, ChangePasswordRequest, Context, LoginRequest, LoginResponse, MeResponse, RegisterRequest};
+use crate::service::{
+    self, ChangePasswordRequest, Context, LoginRequest, LoginResponse, MeResponse, RegisterRequest,
+};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -45,8 +47,19 @@ async fn login(
 /// End the session whose token made this request.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn logout(State(state): State<AppState>, ClientAddr(source): ClientAddr, caller: Caller) -> Result<StatusCode, ApiError> {
-    service::logout(&state, &Context { caller: &caller, source: &source }).await?;
+async fn logout(
+    State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    service::logout(
+        &state,
+        &Context {
+            caller: &caller,
+            source: &source,
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -84,6 +97,14 @@ async fn change_password(
     caller: Caller,
     ApiJson(request): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    service::change_password(&state, &Context { caller: &caller, source: &source }, request).await?;
+    service::change_password(
+        &state,
+        &Context {
+            caller: &caller,
+            source: &source,
+        },
+        request,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,10 @@ use super::{ApiJson, ApiPath};
 use crate::AppState;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::{ApiError, ErrorBody};
-use crate::service::{self, AddMemberRequest, ClassRequest, ClassResponse, Context, CreateInviteRequest, UpdateClassRequest};
+use crate::service::{
+    self, AddMemberRequest, ClassRequest, ClassResponse, Context, CreateInviteRequest,
+    UpdateClassRequest,
+};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -26,7 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Your classes (every class for admins).
 #[utoipa::path(get, path = "/api/v1/classes", tag = "classes", security(("bearer" = [])),
     responses((status = 200, body = Vec<Class>), (status = 401, body = ErrorBody)))]
-async fn list_classes(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Class>>, ApiError> {
+async fn list_classes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Class>>, ApiError> {
     Ok(Json(service::list_classes(&state, &caller).await?))
 }
 
@@ -39,7 +45,15 @@ async fn create_class(
     caller: Caller,
     ApiJson(request): ApiJson<ClassRequest>,
 ) -> Result<(StatusCode, Json<ClassResponse>), ApiError> {
-    let class = service::create_class(&state, &Context { caller: &caller, source: &source }, request).await?;
+    let class = service::create_class(
+        &state,
+        &Context {
+            caller: &caller,
+            source: &source,
+        },
+        request,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(class)))
 }
 
@@ -47,7 +61,11 @@ async fn create_class(
 #[utoipa::path(get, path = "/api/v1/classes/{id}", tag = "classes", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Class id")),
     responses((status = 200, body = ClassResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_class(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> Result<Json<ClassResponse>, ApiError> {
+async fn get_class(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ClassResponse>, ApiError> {
     Ok(Json(service::get_class(&state, &caller, id).await?.0))
 }
 
@@ -62,14 +80,29 @@ async fn update_class(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateClassRequest>,
 ) -> Result<Json<ClassResponse>, ApiError> {
-    Ok(Json(service::update_class(&state, &Context { caller: &caller, source: &source }, id, request).await?))
+    Ok(Json(
+        service::update_class(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+            request,
+        )
+        .await?,
+    ))
 }
 
 /// Members of a class with how they joined. Students of the class see only its teachers.
 #[utoipa::path(get, path = "/api/v1/classes/{id}/members", tag = "classes", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Class id")),
     responses((status = 200, body = Vec<Member>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_members(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<i64>) -> Result<Json<Vec<Member>>, ApiError> {
+async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<Member>>, ApiError> {
     Ok(Json(service::list_members(&state, &caller, id).await?))
 }
 
@@ -84,7 +117,18 @@ async fn add_member(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<AddMemberRequest>,
 ) -> Result<Json<Member>, ApiError> {
-    Ok(Json(service::add_member(&state, &Context { caller: &caller, source: &source }, id, request).await?))
+    Ok(Json(
+        service::add_member(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+            request,
+        )
+        .await?,
+    ))
 }
 
 /// Remove someone from a class (its teachers and admins). Their account stays.
@@ -97,7 +141,16 @@ async fn remove_member(
     caller: Caller,
     ApiPath((id, user_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    service::remove_member(&state, &Context { caller: &caller, source: &source }, id, user_id).await?;
+    service::remove_member(
+        &state,
+        &Context {
+            caller: &caller,
+            source: &source,
+        },
+        id,
+        user_id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -111,7 +164,17 @@ async fn list_invites(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Invite>>, ApiError> {
-    Ok(Json(service::list_invites(&state, &Context { caller: &caller, source: &source }, id).await?))
+    Ok(Json(
+        service::list_invites(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+        )
+        .await?,
+    ))
 }
 
 /// Create an invite code for a class (its teachers and admins).
@@ -125,7 +188,16 @@ async fn create_invite(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<CreateInviteRequest>,
 ) -> Result<(StatusCode, Json<Invite>), ApiError> {
-    let invite = service::create_invite(&state, &Context { caller: &caller, source: &source }, id, request).await?;
+    let invite = service::create_invite(
+        &state,
+        &Context {
+            caller: &caller,
+            source: &source,
+        },
+        id,
+        request,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
@@ -139,5 +211,16 @@ async fn revoke_invite(
     caller: Caller,
     ApiPath((id, invite_id)): ApiPath<(i64, i64)>,
 ) -> Result<Json<Invite>, ApiError> {
-    Ok(Json(service::revoke_invite(&state, &Context { caller: &caller, source: &source }, id, invite_id).await?))
+    Ok(Json(
+        service::revoke_invite(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+            invite_id,
+        )
+        .await?,
+    ))
 }

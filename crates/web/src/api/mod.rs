@@ -61,7 +61,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("vxh_…").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("vxh_…")
+                    .build(),
+            ),
         );
     }
 }
@@ -80,5 +85,6 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
 
 /// `GET /api/openapi.json` and the browsable page at `/api/docs`, served from the binary.
 pub fn docs_router(doc: OpenApiDoc) -> Router<AppState> {
-    Router::new().merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
+    Router::new()
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
 }

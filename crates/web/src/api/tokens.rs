@@ -14,7 +14,9 @@ use utoipa_axum::routes;
 use voxhub_store::tokens::Token;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_tokens, create_token)).routes(routes!(revoke_token))
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -33,7 +35,17 @@ async fn list_tokens(
     caller: Caller,
     ApiQuery(owner): ApiQuery<TokenOwner>,
 ) -> Result<Json<Vec<Token>>, ApiError> {
-    Ok(Json(service::list_tokens(&state, &Context { caller: &caller, source: &source }, owner.user_id).await?))
+    Ok(Json(
+        service::list_tokens(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            owner.user_id,
+        )
+        .await?,
+    ))
 }
 
 /// Create a personal API token; its secret is in this response only.
@@ -45,7 +57,15 @@ async fn create_token(
     caller: Caller,
     ApiJson(request): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let created = service::create_token(&state, &Context { caller: &caller, source: &source }, request).await?;
+    let created = service::create_token(
+        &state,
+        &Context {
+            caller: &caller,
+            source: &source,
+        },
+        request,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -59,5 +79,15 @@ async fn revoke_token(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Token>, ApiError> {
-    Ok(Json(service::revoke_token(&state, &Context { caller: &caller, source: &source }, id).await?))
+    Ok(Json(
+        service::revoke_token(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+        )
+        .await?,
+    ))
 }

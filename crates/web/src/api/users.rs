@@ -36,7 +36,17 @@ async fn list_users(
     caller: Caller,
     ApiQuery(search): ApiQuery<UserSearch>,
 ) -> Result<Json<Vec<User>>, ApiError> {
-    Ok(Json(service::list_users(&state, &Context { caller: &caller, source: &source }, search.q.as_deref()).await?))
+    Ok(Json(
+        service::list_users(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            search.q.as_deref(),
+        )
+        .await?,
+    ))
 }
 
 /// Create an account (admins only).
@@ -48,7 +58,15 @@ async fn create_user(
     caller: Caller,
     ApiJson(request): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let user = service::create_user(&state, &Context { caller: &caller, source: &source }, request).await?;
+    let user = service::create_user(
+        &state,
+        &Context {
+            caller: &caller,
+            source: &source,
+        },
+        request,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -62,7 +80,17 @@ async fn get_user(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<User>, ApiError> {
-    Ok(Json(service::get_user(&state, &Context { caller: &caller, source: &source }, id).await?))
+    Ok(Json(
+        service::get_user(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+        )
+        .await?,
+    ))
 }
 
 /// Change an account: display name (your own or any for admins); role and disabled (admins).
@@ -77,7 +105,18 @@ async fn update_user(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<User>, ApiError> {
-    Ok(Json(service::update_user(&state, &Context { caller: &caller, source: &source }, id, request).await?))
+    Ok(Json(
+        service::update_user(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+            request,
+        )
+        .await?,
+    ))
 }
 
 /// Set a new password for an account (admins only); the account's sessions end.
@@ -91,5 +130,16 @@ async fn reset_password(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<ResetPasswordRequest>,
 ) -> Result<Json<User>, ApiError> {
-    Ok(Json(service::reset_password(&state, &Context { caller: &caller, source: &source }, id, request).await?))
+    Ok(Json(
+        service::reset_password(
+            &state,
+            &Context {
+                caller: &caller,
+                source: &source,
+            },
+            id,
+            request,
+        )
+        .await?,
+    ))
 }

@@ -1,10 +1,15 @@
 //! Login, registration with an invite code, logout and the account page.
 
-use super::{Notice, PageCaller, PageError, PageForm, PageQuery, bare_page, csrf_field, done_notice, page, prelogin_csrf};
+use super::{
+    Notice, PageCaller, PageError, PageForm, PageQuery, bare_page, csrf_field, done_notice, page,
+    prelogin_csrf,
+};
 use crate::AppState;
 use crate::auth::{ClientAddr, PRELOGIN_CSRF_COOKIE, SESSION_COOKIE, authenticate_secret, cookie};
 use crate::error::ApiError;
-use crate::service::{self, ChangePasswordRequest, Context, LoginRequest, RegisterRequest, UpdateUserRequest};
+use crate::service::{
+    self, ChangePasswordRequest, Context, LoginRequest, RegisterRequest, UpdateUserRequest,
+};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -14,16 +19,24 @@ use serde::Deserialize;
 /// Only paths on this site may be a login's destination.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_string(),
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_string()
+        }
         _ => "/".into(),
     }
 }
 
 fn session_cookie(state: &AppState, secret: &str) -> HeaderValue {
-    let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
+    let secure = if state.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let max_age = state.settings.session_hours * 3600;
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"))
-        .expect("token secrets are cookie-safe")
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .expect("token secrets are cookie-safe")
 }
 
 fn prelogin_ok(headers: &HeaderMap, submitted: &str) -> bool {
@@ -31,7 +44,9 @@ fn prelogin_ok(headers: &HeaderMap, submitted: &str) -> bool {
 }
 
 fn expired_form() -> ApiError {
-    ApiError::forbidden("this form has expired or cookies are blocked; reload the page, allow cookies for this site and try again")
+    ApiError::forbidden(
+        "this form has expired or cookies are blocked; reload the page, allow cookies for this site and try again",
+    )
 }
 
 fn with_cookie(markup: Markup, status: StatusCode, cookie: Option<HeaderValue>) -> Response {
@@ -70,15 +85,25 @@ fn login_form(csrf: &str, username: &str, next: &str, notice: Option<Notice>) ->
     )
 }
 
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, PageQuery(query): PageQuery<LoginQuery>) -> Response {
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageQuery(query): PageQuery<LoginQuery>,
+) -> Response {
     let next = safe_next(query.next.as_deref());
     if let Some(secret) = cookie(&headers, SESSION_COOKIE)
-        && authenticate_secret(&state, secret).await.is_ok_and(|caller| caller.csrf.is_some())
+        && authenticate_secret(&state, secret)
+            .await
+            .is_ok_and(|caller| caller.csrf.is_some())
     {
         return Redirect::to(&next).into_response();
     }
     let (csrf, cookie) = prelogin_csrf(&headers);
-    with_cookie(login_form(&csrf, "", &next, done_notice(query.done.as_deref())), StatusCode::OK, cookie)
+    with_cookie(
+        login_form(&csrf, "", &next, done_notice(query.done.as_deref())),
+        StatusCode::OK,
+        cookie,
+    )
 }
 
 #[derive(Deserialize)]
@@ -99,16 +124,40 @@ pub async fn login_submit(
     let (csrf, cookie) = prelogin_csrf(&headers);
     if !prelogin_ok(&headers, &form.csrf) {
         let error = expired_form();
-        return with_cookie(login_form(&csrf, &form.username, &next, Some(Notice::Error(error.message))), error.status, cookie);
+        return with_cookie(
+            login_form(
+                &csrf,
+                &form.username,
+                &next,
+                Some(Notice::Error(error.message)),
+            ),
+            error.status,
+            cookie,
+        );
     }
-    let request = LoginRequest { username: form.username.clone(), password: form.password };
+    let request = LoginRequest {
+        username: form.username.clone(),
+        password: form.password,
+    };
     match service::login(&state, &source, request, "browser").await {
         Ok(logged_in) => {
             let mut response = Redirect::to(&next).into_response();
-            response.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &logged_in.secret));
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                session_cookie(&state, &logged_in.secret),
+            );
             response
         }
-        Err(error) => with_cookie(login_form(&csrf, &form.username, &next, Some(Notice::Error(error.message))), error.status, cookie),
+        Err(error) => with_cookie(
+            login_form(
+                &csrf,
+                &form.username,
+                &next,
+                Some(Notice::Error(error.message)),
+            ),
+            error.status,
+            cookie,
+        ),
     }
 }
 
@@ -124,7 +173,14 @@ pub async fn logout_submit(
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    service::logout(&state, &Context { caller: &caller.0, source: &source }).await?;
+    service::logout(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+    )
+    .await?;
     let mut response = Redirect::to("/login?done=logged_out").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -182,9 +238,15 @@ fn register_form(csrf: &str, form: &RegisterForm, notice: Option<Notice>) -> Mar
     )
 }
 
-pub async fn register_page(headers: HeaderMap, PageQuery(query): PageQuery<RegisterQuery>) -> Response {
+pub async fn register_page(
+    headers: HeaderMap,
+    PageQuery(query): PageQuery<RegisterQuery>,
+) -> Response {
     let (csrf, cookie) = prelogin_csrf(&headers);
-    let form = RegisterForm { invite_code: query.code.unwrap_or_default(), ..Default::default() };
+    let form = RegisterForm {
+        invite_code: query.code.unwrap_or_default(),
+        ..Default::default()
+    };
     with_cookie(register_form(&csrf, &form, None), StatusCode::OK, cookie)
 }
 
@@ -196,14 +258,22 @@ pub async fn register_submit(
 ) -> Response {
     let (csrf, cookie) = prelogin_csrf(&headers);
     let fail = |error: ApiError, form: &RegisterForm| {
-        with_cookie(register_form(&csrf, form, Some(Notice::Error(error.message))), error.status, cookie.clone())
+        with_cookie(
+            register_form(&csrf, form, Some(Notice::Error(error.message))),
+            error.status,
+            cookie.clone(),
+        )
     };
     if !prelogin_ok(&headers, &form.csrf) {
         return fail(expired_form(), &form);
     }
     if form.password != form.password_again {
         return fail(
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "the two passwords differ; type the same password twice"),
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                "the two passwords differ; type the same password twice",
+            ),
             &form,
         );
     }
@@ -217,11 +287,18 @@ pub async fn register_submit(
         Ok(done) => done,
         Err(error) => return fail(error, &form),
     };
-    let login = LoginRequest { username: user.username.clone(), password: form.password.clone() };
+    let login = LoginRequest {
+        username: user.username.clone(),
+        password: form.password.clone(),
+    };
     match service::login(&state, &source, login, "browser").await {
         Ok(logged_in) => {
-            let mut response = Redirect::to(&format!("/classes/{class_id}?done=welcome")).into_response();
-            response.headers_mut().append(header::SET_COOKIE, session_cookie(&state, &logged_in.secret));
+            let mut response =
+                Redirect::to(&format!("/classes/{class_id}?done=welcome")).into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                session_cookie(&state, &logged_in.secret),
+            );
             response
         }
         Err(_) => Redirect::to("/login").into_response(),
@@ -266,7 +343,13 @@ fn account_content(caller: &PageCaller) -> Markup {
 }
 
 pub async fn account_page(caller: PageCaller, PageQuery(query): PageQuery<DoneQuery>) -> Markup {
-    page(&caller, "/account", "Account", done_notice(query.done.as_deref()), account_content(&caller))
+    page(
+        &caller,
+        "/account",
+        "Account",
+        done_notice(query.done.as_deref()),
+        account_content(&caller),
+    )
 }
 
 #[derive(Deserialize)]
@@ -285,13 +368,38 @@ pub async fn password_submit(
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
     let error_page = |message: String, status: StatusCode| {
-        (status, page(&caller, "/account", "Account", Some(Notice::Error(message)), account_content(&caller))).into_response()
+        (
+            status,
+            page(
+                &caller,
+                "/account",
+                "Account",
+                Some(Notice::Error(message)),
+                account_content(&caller),
+            ),
+        )
+            .into_response()
     };
     if form.new_password != form.new_password_again {
-        return Ok(error_page("the two new passwords differ; type the same password twice".into(), StatusCode::UNPROCESSABLE_ENTITY));
+        return Ok(error_page(
+            "the two new passwords differ; type the same password twice".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ));
     }
-    let request = ChangePasswordRequest { current_password: form.current_password, new_password: form.new_password };
-    match service::change_password(&state, &Context { caller: &caller.0, source: &source }, request).await {
+    let request = ChangePasswordRequest {
+        current_password: form.current_password,
+        new_password: form.new_password,
+    };
+    match service::change_password(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        request,
+    )
+    .await
+    {
         Ok(()) => Ok(Redirect::to("/account?done=password_changed").into_response()),
         Err(error) if error.status.is_client_error() => Ok(error_page(error.message, error.status)),
         Err(error) => Err(error.into()),
@@ -311,7 +419,19 @@ pub async fn profile_submit(
     PageForm(form): PageForm<ProfileForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let request = UpdateUserRequest { display_name: Some(form.display_name), ..Default::default() };
-    service::update_user(&state, &Context { caller: &caller.0, source: &source }, caller.0.user.id, request).await?;
+    let request = UpdateUserRequest {
+        display_name: Some(form.display_name),
+        ..Default::default()
+    };
+    service::update_user(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        caller.0.user.id,
+        request,
+    )
+    .await?;
     Ok(Redirect::to("/account?done=profile_changed").into_response())
 }

@@ -1,14 +1,17 @@
 //! Pages for users (admins), classes with members and invite codes, API tokens and the
 //! audit log (admins).
 
-use super::{Notice, PageCaller, PageError, PageForm, PagePath, PageQuery, csrf_field, done_notice, page, url_escape};
+use super::{
+    Notice, PageCaller, PageError, PageForm, PagePath, PageQuery, csrf_field, done_notice, page,
+    url_escape,
+};
 use crate::AppState;
 use crate::api::audit::AuditQuery;
 use crate::auth::ClientAddr;
 use crate::error::ApiError;
 use crate::service::{
-    self, AddMemberRequest, ClassRequest, Context, CreateInviteRequest, CreateTokenRequest, CreateUserRequest,
-    ResetPasswordRequest, UpdateClassRequest, UpdateUserRequest,
+    self, AddMemberRequest, ClassRequest, Context, CreateInviteRequest, CreateTokenRequest,
+    CreateUserRequest, ResetPasswordRequest, UpdateClassRequest, UpdateUserRequest,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,8 +30,14 @@ pub struct ListQuery {
 
 /// Renders a page again with an error for a refused form (keeping what was typed), or
 /// turns a server failure into an error page.
-fn form_failed(error: ApiError, render: impl FnOnce(Notice) -> Markup) -> Result<Response, PageError> {
-    if error.status.is_client_error() && error.status != StatusCode::FORBIDDEN && error.status != StatusCode::NOT_FOUND {
+fn form_failed(
+    error: ApiError,
+    render: impl FnOnce(Notice) -> Markup,
+) -> Result<Response, PageError> {
+    if error.status.is_client_error()
+        && error.status != StatusCode::FORBIDDEN
+        && error.status != StatusCode::NOT_FOUND
+    {
         let status = error.status;
         Ok((status, render(Notice::Error(error.message))).into_response())
     } else {
@@ -37,7 +46,11 @@ fn form_failed(error: ApiError, render: impl FnOnce(Notice) -> Markup) -> Result
 }
 
 fn plural(count: i64, noun: &str) -> String {
-    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 fn role_badge(text: &str) -> Markup {
@@ -62,8 +75,22 @@ pub struct NewUserForm {
     password: String,
 }
 
-async fn users_view(state: &AppState, caller: &PageCaller, source: &str, search: Option<&str>, form: &NewUserForm) -> Result<Markup, ApiError> {
-    let users = service::list_users(state, &Context { caller: &caller.0, source }, search).await?;
+async fn users_view(
+    state: &AppState,
+    caller: &PageCaller,
+    source: &str,
+    search: Option<&str>,
+    form: &NewUserForm,
+) -> Result<Markup, ApiError> {
+    let users = service::list_users(
+        state,
+        &Context {
+            caller: &caller.0,
+            source,
+        },
+        search,
+    )
+    .await?;
     Ok(html! {
         h1 { "Users" }
         div.card {
@@ -113,8 +140,21 @@ pub async fn users_page(
     caller: PageCaller,
     PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<Markup, PageError> {
-    let content = users_view(&state, &caller, &source, query.q.as_deref(), &NewUserForm::default()).await?;
-    Ok(page(&caller, "/users", "Users", done_notice(query.done.as_deref()), content))
+    let content = users_view(
+        &state,
+        &caller,
+        &source,
+        query.q.as_deref(),
+        &NewUserForm::default(),
+    )
+    .await?;
+    Ok(page(
+        &caller,
+        "/users",
+        "Users",
+        done_notice(query.done.as_deref()),
+        content,
+    ))
 }
 
 pub async fn user_create(
@@ -125,7 +165,11 @@ pub async fn user_create(
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
     let Some(role) = Role::parse(&form.role) else {
-        return Err(ApiError::bad_request("invalid_input", "choose a role: student, teacher or admin").into());
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "choose a role: student, teacher or admin",
+        )
+        .into());
     };
     let request = CreateUserRequest {
         username: form.username.clone(),
@@ -133,17 +177,38 @@ pub async fn user_create(
         role,
         password: form.password.clone(),
     };
-    match service::create_user(&state, &Context { caller: &caller.0, source: &source }, request).await {
-        Ok(user) => Ok(Redirect::to(&format!("/users/{}?done=user_created", user.id)).into_response()),
+    match service::create_user(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        request,
+    )
+    .await
+    {
+        Ok(user) => {
+            Ok(Redirect::to(&format!("/users/{}?done=user_created", user.id)).into_response())
+        }
         Err(error) => {
             let content = users_view(&state, &caller, &source, None, &form).await?;
-            form_failed(error, |notice| page(&caller, "/users", "Users", Some(notice), content))
+            form_failed(error, |notice| {
+                page(&caller, "/users", "Users", Some(notice), content)
+            })
         }
     }
 }
 
-async fn user_view(state: &AppState, caller: &PageCaller, source: &str, user_id: i64) -> Result<Markup, ApiError> {
-    let ctx = Context { caller: &caller.0, source };
+async fn user_view(
+    state: &AppState,
+    caller: &PageCaller,
+    source: &str,
+    user_id: i64,
+) -> Result<Markup, ApiError> {
+    let ctx = Context {
+        caller: &caller.0,
+        source,
+    };
     voxhub_core::permissions::require_admin(&caller.0.actor(), "manage other accounts")?;
     let user = service::get_user(state, &ctx, user_id).await?;
     let classes = state.store.memberships_of(user_id).await?;
@@ -214,7 +279,13 @@ pub async fn user_page(
     PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<Markup, PageError> {
     let content = user_view(&state, &caller, &source, id).await?;
-    Ok(page(&caller, "/users", "User", done_notice(query.done.as_deref()), content))
+    Ok(page(
+        &caller,
+        "/users",
+        "User",
+        done_notice(query.done.as_deref()),
+        content,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -236,7 +307,9 @@ async fn user_form_result(
         Ok(()) => Ok(Redirect::to(&format!("/users/{id}?done={done}")).into_response()),
         Err(error) => {
             let content = user_view(state, caller, source, id).await?;
-            form_failed(error, |notice| page(caller, "/users", "User", Some(notice), content))
+            form_failed(error, |notice| {
+                page(caller, "/users", "User", Some(notice), content)
+            })
         }
     }
 }
@@ -249,14 +322,26 @@ pub async fn user_update(
     PageForm(form): PageForm<UserEditForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let role = Role::parse(&form.role).ok_or_else(|| ApiError::bad_request("invalid_input", "choose a role: student, teacher or admin"))?;
+    let role = Role::parse(&form.role).ok_or_else(|| {
+        ApiError::bad_request("invalid_input", "choose a role: student, teacher or admin")
+    })?;
     let current = state.store.user(id).await.map_err(ApiError::from)?;
     let request = UpdateUserRequest {
         display_name: Some(form.display_name),
         role: (role != current.role).then_some(role),
         disabled: None,
     };
-    let result = service::update_user(&state, &Context { caller: &caller.0, source: &source }, id, request).await.map(|_| ());
+    let result = service::update_user(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+        request,
+    )
+    .await
+    .map(|_| ());
     user_form_result(&state, &caller, &source, id, result, "user_changed").await
 }
 
@@ -274,8 +359,20 @@ pub async fn user_password(
     PageForm(form): PageForm<PasswordResetForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let request = ResetPasswordRequest { password: form.password };
-    let result = service::reset_password(&state, &Context { caller: &caller.0, source: &source }, id, request).await.map(|_| ());
+    let request = ResetPasswordRequest {
+        password: form.password,
+    };
+    let result = service::reset_password(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+        request,
+    )
+    .await
+    .map(|_| ());
     user_form_result(&state, &caller, &source, id, result, "password_reset").await
 }
 
@@ -293,9 +390,26 @@ pub async fn user_state(
     PageForm(form): PageForm<UserStateForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let request = UpdateUserRequest { disabled: Some(form.disabled), ..Default::default() };
-    let result = service::update_user(&state, &Context { caller: &caller.0, source: &source }, id, request).await.map(|_| ());
-    let done = if form.disabled { "user_disabled" } else { "user_enabled" };
+    let request = UpdateUserRequest {
+        disabled: Some(form.disabled),
+        ..Default::default()
+    };
+    let result = service::update_user(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+        request,
+    )
+    .await
+    .map(|_| ());
+    let done = if form.disabled {
+        "user_disabled"
+    } else {
+        "user_enabled"
+    };
     user_form_result(&state, &caller, &source, id, result, done).await
 }
 
@@ -329,7 +443,11 @@ fn class_fields(form: &ClassForm) -> Markup {
     }
 }
 
-async fn classes_view(state: &AppState, caller: &PageCaller, form: &ClassForm) -> Result<Markup, ApiError> {
+async fn classes_view(
+    state: &AppState,
+    caller: &PageCaller,
+    form: &ClassForm,
+) -> Result<Markup, ApiError> {
     let classes = service::list_classes(state, &caller.0).await?;
     let can_create = caller.0.user.role != Role::Student;
     Ok(html! {
@@ -370,7 +488,13 @@ pub async fn classes_page(
     PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<Markup, PageError> {
     let content = classes_view(&state, &caller, &ClassForm::default()).await?;
-    Ok(page(&caller, "/classes", "Classes", done_notice(query.done.as_deref()), content))
+    Ok(page(
+        &caller,
+        "/classes",
+        "Classes",
+        done_notice(query.done.as_deref()),
+        content,
+    ))
 }
 
 pub async fn class_create(
@@ -386,21 +510,48 @@ pub async fn class_create(
         starts_on: form.starts_on.clone(),
         ends_on: form.ends_on.clone(),
     };
-    match service::create_class(&state, &Context { caller: &caller.0, source: &source }, request).await {
-        Ok(class) => Ok(Redirect::to(&format!("/classes/{}?done=class_created", class.class.id)).into_response()),
+    match service::create_class(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        request,
+    )
+    .await
+    {
+        Ok(class) => Ok(
+            Redirect::to(&format!("/classes/{}?done=class_created", class.class.id))
+                .into_response(),
+        ),
         Err(error) => {
             let content = classes_view(&state, &caller, &form).await?;
-            form_failed(error, |notice| page(&caller, "/classes", "Classes", Some(notice), content))
+            form_failed(error, |notice| {
+                page(&caller, "/classes", "Classes", Some(notice), content)
+            })
         }
     }
 }
 
-async fn class_view(state: &AppState, caller: &PageCaller, source: &str, class_id: i64) -> Result<(String, Markup), ApiError> {
+async fn class_view(
+    state: &AppState,
+    caller: &PageCaller,
+    source: &str,
+    class_id: i64,
+) -> Result<(String, Markup), ApiError> {
     let (class, view) = service::get_class(state, &caller.0, class_id).await?;
     let members = service::list_members(state, &caller.0, class_id).await?;
     let full = view == ClassView::Full;
     let invites = if full {
-        service::list_invites(state, &Context { caller: &caller.0, source }, class_id).await?
+        service::list_invites(
+            state,
+            &Context {
+                caller: &caller.0,
+                source,
+            },
+            class_id,
+        )
+        .await?
     } else {
         Vec::new()
     };
@@ -523,7 +674,13 @@ pub async fn class_page(
     PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<Markup, PageError> {
     let (title, content) = class_view(&state, &caller, &source, id).await?;
-    Ok(page(&caller, "/classes", &title, done_notice(query.done.as_deref()), content))
+    Ok(page(
+        &caller,
+        "/classes",
+        &title,
+        done_notice(query.done.as_deref()),
+        content,
+    ))
 }
 
 async fn class_form_result(
@@ -538,7 +695,9 @@ async fn class_form_result(
         Ok(()) => Ok(Redirect::to(&format!("/classes/{id}?done={done}")).into_response()),
         Err(error) => {
             let (title, content) = class_view(state, caller, source, id).await?;
-            form_failed(error, |notice| page(caller, "/classes", &title, Some(notice), content))
+            form_failed(error, |notice| {
+                page(caller, "/classes", &title, Some(notice), content)
+            })
         }
     }
 }
@@ -557,7 +716,17 @@ pub async fn class_update(
         starts_on: Some(form.starts_on),
         ends_on: Some(form.ends_on),
     };
-    let result = service::update_class(&state, &Context { caller: &caller.0, source: &source }, id, request).await.map(|_| ());
+    let result = service::update_class(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+        request,
+    )
+    .await
+    .map(|_| ());
     class_form_result(&state, &caller, &source, id, result, "class_changed").await
 }
 
@@ -576,9 +745,24 @@ pub async fn member_add(
     PageForm(form): PageForm<MemberForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let role = ClassRole::parse(&form.role).ok_or_else(|| ApiError::bad_request("invalid_input", "choose a role: student or teacher"))?;
-    let request = AddMemberRequest { username: form.username, role };
-    let result = service::add_member(&state, &Context { caller: &caller.0, source: &source }, id, request).await.map(|_| ());
+    let role = ClassRole::parse(&form.role).ok_or_else(|| {
+        ApiError::bad_request("invalid_input", "choose a role: student or teacher")
+    })?;
+    let request = AddMemberRequest {
+        username: form.username,
+        role,
+    };
+    let result = service::add_member(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+        request,
+    )
+    .await
+    .map(|_| ());
     class_form_result(&state, &caller, &source, id, result, "member_added").await
 }
 
@@ -595,7 +779,16 @@ pub async fn member_remove(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let result = service::remove_member(&state, &Context { caller: &caller.0, source: &source }, id, user_id).await;
+    let result = service::remove_member(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+        user_id,
+    )
+    .await;
     class_form_result(&state, &caller, &source, id, result, "member_removed").await
 }
 
@@ -615,11 +808,27 @@ pub async fn invite_create(
     PageForm(form): PageForm<InviteForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let role = ClassRole::parse(&form.role).ok_or_else(|| ApiError::bad_request("invalid_input", "choose who joins: student or teacher"))?;
+    let role = ClassRole::parse(&form.role).ok_or_else(|| {
+        ApiError::bad_request("invalid_input", "choose who joins: student or teacher")
+    })?;
     let result = match form.max_uses.trim().parse::<i64>() {
         Ok(max_uses) => {
-            let request = CreateInviteRequest { role, max_uses, expires_in: form.expires_in };
-            service::create_invite(&state, &Context { caller: &caller.0, source: &source }, id, request).await.map(|_| ())
+            let request = CreateInviteRequest {
+                role,
+                max_uses,
+                expires_in: form.expires_in,
+            };
+            service::create_invite(
+                &state,
+                &Context {
+                    caller: &caller.0,
+                    source: &source,
+                },
+                id,
+                request,
+            )
+            .await
+            .map(|_| ())
         }
         Err(_) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -638,7 +847,17 @@ pub async fn invite_revoke(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let result = service::revoke_invite(&state, &Context { caller: &caller.0, source: &source }, id, invite_id).await.map(|_| ());
+    let result = service::revoke_invite(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+        invite_id,
+    )
+    .await
+    .map(|_| ());
     class_form_result(&state, &caller, &source, id, result, "invite_revoked").await
 }
 
@@ -646,8 +865,21 @@ pub async fn invite_revoke(
 // API tokens
 // ------------------------------------------------------------------------------------------
 
-async fn tokens_view(state: &AppState, caller: &PageCaller, source: &str, new_secret: Option<&str>) -> Result<Markup, ApiError> {
-    let tokens = service::list_tokens(state, &Context { caller: &caller.0, source }, None).await?;
+async fn tokens_view(
+    state: &AppState,
+    caller: &PageCaller,
+    source: &str,
+    new_secret: Option<&str>,
+) -> Result<Markup, ApiError> {
+    let tokens = service::list_tokens(
+        state,
+        &Context {
+            caller: &caller.0,
+            source,
+        },
+        None,
+    )
+    .await?;
     let now = voxhub_store::now_s();
     Ok(html! {
         h1 { "API tokens" }
@@ -705,7 +937,13 @@ pub async fn tokens_page(
     PageQuery(query): PageQuery<ListQuery>,
 ) -> Result<Markup, PageError> {
     let content = tokens_view(&state, &caller, &source, None).await?;
-    Ok(page(&caller, "/tokens", "API tokens", done_notice(query.done.as_deref()), content))
+    Ok(page(
+        &caller,
+        "/tokens",
+        "API tokens",
+        done_notice(query.done.as_deref()),
+        content,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -722,18 +960,36 @@ pub async fn token_create(
     PageForm(form): PageForm<TokenForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let request = CreateTokenRequest { name: form.name, expires_in: form.expires_in };
-    match service::create_token(&state, &Context { caller: &caller.0, source: &source }, request).await {
+    let request = CreateTokenRequest {
+        name: form.name,
+        expires_in: form.expires_in,
+    };
+    match service::create_token(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        request,
+    )
+    .await
+    {
         // Shown directly, never through a redirect, so the secret is in no URL or history.
         Ok(created) => {
             let content = tokens_view(&state, &caller, &source, Some(&created.secret)).await?;
-            let mut response = page(&caller, "/tokens", "API tokens", None, content).into_response();
-            response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            let mut response =
+                page(&caller, "/tokens", "API tokens", None, content).into_response();
+            response.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
             Ok(response)
         }
         Err(error) => {
             let content = tokens_view(&state, &caller, &source, None).await?;
-            form_failed(error, |notice| page(&caller, "/tokens", "API tokens", Some(notice), content))
+            form_failed(error, |notice| {
+                page(&caller, "/tokens", "API tokens", Some(notice), content)
+            })
         }
     }
 }
@@ -746,7 +1002,15 @@ pub async fn token_revoke(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    service::revoke_token(&state, &Context { caller: &caller.0, source: &source }, id).await?;
+    service::revoke_token(
+        &state,
+        &Context {
+            caller: &caller.0,
+            source: &source,
+        },
+        id,
+    )
+    .await?;
     Ok(Redirect::to("/tokens?done=token_revoked").into_response())
 }
 
@@ -770,7 +1034,10 @@ pub async fn audit_page(
     caller: PageCaller,
     PageQuery(query): PageQuery<AuditPageQuery>,
 ) -> Result<Markup, PageError> {
-    let ctx = Context { caller: &caller.0, source: &source };
+    let ctx = Context {
+        caller: &caller.0,
+        source: &source,
+    };
     let page_size = 100;
     let filter = AuditQuery {
         actor: query.actor.clone(),
@@ -782,17 +1049,29 @@ pub async fn audit_page(
     }
     .into_filter()?;
     let entries = service::list_audit(&state, &ctx, filter).await?;
-    let verification = if query.verify.is_some() { Some(service::verify_audit(&state, &ctx).await?) } else { None };
+    let verification = if query.verify.is_some() {
+        Some(service::verify_audit(&state, &ctx).await?)
+    } else {
+        None
+    };
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
-    let next_page = entries.last().filter(|_| entries.len() as i64 == page_size).map(|last| {
-        let mut link = format!("/audit?before={}", last.seq);
-        for (key, v) in [("actor", &query.actor), ("action", &query.action), ("target", &query.target), ("outcome", &query.outcome)] {
-            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                link.push_str(&format!("&{key}={}", url_escape(v)));
+    let next_page = entries
+        .last()
+        .filter(|_| entries.len() as i64 == page_size)
+        .map(|last| {
+            let mut link = format!("/audit?before={}", last.seq);
+            for (key, v) in [
+                ("actor", &query.actor),
+                ("action", &query.action),
+                ("target", &query.target),
+                ("outcome", &query.outcome),
+            ] {
+                if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                    link.push_str(&format!("&{key}={}", url_escape(v)));
+                }
             }
-        }
-        link
-    });
+            link
+        });
     let content = html! {
         h1 { "Audit log" }
         p.muted { "Every login, every change to accounts, classes, invite codes and tokens, and every use of admin power. Entries are chained by hashes, so an altered or removed entry is found by a check." }

@@ -24,30 +24,60 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard))
         .route("/static/voxhub.css", get(stylesheet))
-        .route("/login", get(account::login_page).post(account::login_submit))
+        .route(
+            "/login",
+            get(account::login_page).post(account::login_submit),
+        )
         .route("/logout", post(account::logout_submit))
-        .route("/register", get(account::register_page).post(account::register_submit))
+        .route(
+            "/register",
+            get(account::register_page).post(account::register_submit),
+        )
         .route("/account", get(account::account_page))
         .route("/account/password", post(account::password_submit))
         .route("/account/profile", post(account::profile_submit))
         .route("/users", get(manage::users_page).post(manage::user_create))
-        .route("/users/{id}", get(manage::user_page).post(manage::user_update))
+        .route(
+            "/users/{id}",
+            get(manage::user_page).post(manage::user_update),
+        )
         .route("/users/{id}/password", post(manage::user_password))
         .route("/users/{id}/state", post(manage::user_state))
-        .route("/classes", get(manage::classes_page).post(manage::class_create))
-        .route("/classes/{id}", get(manage::class_page).post(manage::class_update))
+        .route(
+            "/classes",
+            get(manage::classes_page).post(manage::class_create),
+        )
+        .route(
+            "/classes/{id}",
+            get(manage::class_page).post(manage::class_update),
+        )
         .route("/classes/{id}/members", post(manage::member_add))
-        .route("/classes/{id}/members/{user_id}/remove", post(manage::member_remove))
+        .route(
+            "/classes/{id}/members/{user_id}/remove",
+            post(manage::member_remove),
+        )
         .route("/classes/{id}/invites", post(manage::invite_create))
-        .route("/classes/{id}/invites/{invite_id}/revoke", post(manage::invite_revoke))
-        .route("/tokens", get(manage::tokens_page).post(manage::token_create))
+        .route(
+            "/classes/{id}/invites/{invite_id}/revoke",
+            post(manage::invite_revoke),
+        )
+        .route(
+            "/tokens",
+            get(manage::tokens_page).post(manage::token_create),
+        )
         .route("/tokens/{id}/revoke", post(manage::token_revoke))
         .route("/audit", get(manage::audit_page))
         .fallback(not_found)
 }
 
 async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLESHEET)
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
 }
 
 async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
@@ -58,8 +88,10 @@ async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
         ))
         .into_response();
     }
-    PageError(ApiError::not_found("this page does not exist; use the menu to find what you are looking for"))
-        .into_response()
+    PageError(ApiError::not_found(
+        "this page does not exist; use the menu to find what you are looking for",
+    ))
+    .into_response()
 }
 
 /// A signed-in browser user. Pages that need one redirect to the login page otherwise.
@@ -85,9 +117,16 @@ impl PageCaller {
 impl FromRequestParts<AppState> for PageCaller {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let login = || {
-            let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let next = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
             let target = if parts.method == axum::http::Method::GET && next != "/" {
                 format!("/login?next={}", url_escape(next))
             } else {
@@ -173,7 +212,9 @@ pub struct PageQuery<T>(pub T);
 pub fn url_escape(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -201,7 +242,9 @@ pub fn done_notice(code: Option<&str>) -> Option<Notice> {
         "welcome" => "Welcome! Your account is ready and you are in this class.",
         "password_changed" => "Your password was changed. Your other sessions were ended.",
         "profile_changed" => "Your display name was changed.",
-        "user_created" => "The account was created. Give the person their username and initial password.",
+        "user_created" => {
+            "The account was created. Give the person their username and initial password."
+        }
         "user_changed" => "The account was changed.",
         "user_disabled" => "The account was disabled and its sessions ended.",
         "user_enabled" => "The account was enabled.",
@@ -210,7 +253,9 @@ pub fn done_notice(code: Option<&str>) -> Option<Notice> {
         "class_changed" => "The class was changed.",
         "member_added" => "The member was added.",
         "member_removed" => "The member was removed from the class. Their account still exists.",
-        "invite_created" => "The invite code was created. Share it with the people who should join.",
+        "invite_created" => {
+            "The invite code was created. Share it with the people who should join."
+        }
         "invite_revoked" => "The invite code was revoked. Nobody else can register with it.",
         "token_revoked" => "The token was revoked and stops working at once.",
         _ => return None,
@@ -238,7 +283,13 @@ pub fn bare_page(title: &str, content: Markup) -> Markup {
 }
 
 /// A page for a signed-in person, with the menu their role allows.
-pub fn page(caller: &PageCaller, current: &str, title: &str, notice: Option<Notice>, content: Markup) -> Markup {
+pub fn page(
+    caller: &PageCaller,
+    current: &str,
+    title: &str,
+    notice: Option<Notice>,
+    content: Markup,
+) -> Markup {
     let user = &caller.0.user;
     let mut links = vec![("/", "Dashboard"), ("/classes", "Classes")];
     if user.role == Role::Admin {
@@ -286,12 +337,15 @@ pub fn csrf_field(caller: &PageCaller) -> Markup {
 
 /// The hidden field and cookie used by forms shown before login.
 pub fn prelogin_csrf(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    let existing = cookie(headers, PRELOGIN_CSRF_COOKIE).filter(|value| value.len() == 32).map(str::to_string);
+    let existing = cookie(headers, PRELOGIN_CSRF_COOKIE)
+        .filter(|value| value.len() == 32)
+        .map(str::to_string);
     match existing {
         Some(value) => (value, None),
         None => {
             let value = format!("{:032x}", rand::random::<u128>());
-            let cookie = format!("{PRELOGIN_CSRF_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict");
+            let cookie =
+                format!("{PRELOGIN_CSRF_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict");
             (value.clone(), HeaderValue::from_str(&cookie).ok())
         }
     }
@@ -338,5 +392,11 @@ async fn dashboard(
             }
         }
     };
-    Ok(page(&caller, "/", "Dashboard", done_notice(query.done.as_deref()), content))
+    Ok(page(
+        &caller,
+        "/",
+        "Dashboard",
+        done_notice(query.done.as_deref()),
+        content,
+    ))
 }
