@@ -4,7 +4,11 @@
 use std::path::{Path, PathBuf};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -27,11 +31,18 @@ fn every_rust_file_starts_with_a_module_comment_and_has_no_trailing_whitespace()
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         if !text.starts_with("//!") {
-            problems.push(format!("{}: does not start with a `//!` line saying what it owns", file.display()));
+            problems.push(format!(
+                "{}: does not start with a `//!` line saying what it owns",
+                file.display()
+            ));
         }
         for (number, line) in text.lines().enumerate() {
             if line.ends_with(' ') || line.ends_with('\t') {
-                problems.push(format!("{}:{}: trailing whitespace", file.display(), number + 1));
+                problems.push(format!(
+                    "{}:{}: trailing whitespace",
+                    file.display(),
+                    number + 1
+                ));
             }
         }
     }
@@ -40,20 +51,43 @@ fn every_rust_file_starts_with_a_module_comment_and_has_no_trailing_whitespace()
 
 /// The names of a crate's normal dependencies.
 fn dependencies(name: &str) -> Vec<String> {
-    let path = workspace_root().join("crates").join(name).join("Cargo.toml");
+    let path = workspace_root()
+        .join("crates")
+        .join(name)
+        .join("Cargo.toml");
     let manifest: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
-    manifest.get("dependencies").and_then(|d| d.as_table()).map(|d| d.keys().cloned().collect()).unwrap_or_default()
+    manifest
+        .get("dependencies")
+        .and_then(|d| d.as_table())
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 #[test]
 fn crate_dependencies_flow_one_way() {
     let core = dependencies("core");
-    for forbidden in ["voxhub-store", "voxhub-web", "sqlx", "axum", "tokio", "reqwest"] {
-        assert!(!core.iter().any(|d| d == forbidden), "core does no I/O and depends on no other voxhub crate, but uses {forbidden}");
+    for forbidden in [
+        "voxhub-store",
+        "voxhub-web",
+        "sqlx",
+        "axum",
+        "tokio",
+        "reqwest",
+    ] {
+        assert!(
+            !core.iter().any(|d| d == forbidden),
+            "core does no I/O and depends on no other voxhub crate, but uses {forbidden}"
+        );
     }
     let store = dependencies("store");
     for forbidden in ["voxhub-web", "axum", "maud", "reqwest"] {
-        assert!(!store.iter().any(|d| d == forbidden), "store knows nothing of HTTP, but uses {forbidden}");
+        assert!(
+            !store.iter().any(|d| d == forbidden),
+            "store knows nothing of HTTP, but uses {forbidden}"
+        );
     }
-    assert!(!dependencies("web").iter().any(|d| d == "voxhub"), "web does not depend on the binary");
+    assert!(
+        !dependencies("web").iter().any(|d| d == "voxhub"),
+        "web does not depend on the binary"
+    );
 }

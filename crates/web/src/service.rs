@@ -243,6 +243,25 @@ async fn allowed<T>(
     }
 }
 
+/// Records a read that only admin power allowed (an admin looking at something that is not
+/// theirs); reads of one's own things are not recorded.
+async fn audit_admin_read(
+    state: &AppState,
+    ctx: &Context<'_>,
+    action: &str,
+    target: String,
+    used_admin_power: bool,
+) -> Result<(), ApiError> {
+    if used_admin_power {
+        record(
+            state,
+            ctx.entry(action, target, Outcome::Success, String::new(), true),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 fn user_target(user: &User) -> String {
     format!("user:{} {}", user.id, user.username)
 }
@@ -584,10 +603,12 @@ pub async fn list_users(
         permissions::require_admin(&ctx.caller.actor(), "list all users"),
     )
     .await?;
-    Ok(state
+    let users = state
         .store
         .list_users(search.map(str::trim).filter(|s| !s.is_empty()))
-        .await?)
+        .await?;
+    audit_admin_read(state, ctx, "user.list", "users".into(), true).await?;
+    Ok(users)
 }
 
 pub async fn create_user(
@@ -633,8 +654,25 @@ pub async fn create_user(
 }
 
 pub async fn get_user(state: &AppState, ctx: &Context<'_>, user_id: i64) -> Result<User, ApiError> {
-    permissions::can_view_user(&ctx.caller.actor(), user_id)?;
-    Ok(state.store.user(user_id).await?)
+    let target = format!("user:{user_id}");
+    allowed(
+        ctx,
+        state,
+        "user.read",
+        &target,
+        permissions::can_view_user(&ctx.caller.actor(), user_id),
+    )
+    .await?;
+    let user = state.store.user(user_id).await?;
+    audit_admin_read(
+        state,
+        ctx,
+        "user.read",
+        user_target(&user),
+        ctx.admin_power_over(Some(user_id)),
+    )
+    .await?;
+    Ok(user)
 }
 
 /// Admins change anything but may not lock themselves (or the platform) out; people may
@@ -865,16 +903,38 @@ pub async fn create_class(
     })
 }
 
-/// The class and how much of it the caller may see.
+/// The class and how much of it the caller may see. An admin reading a class they are not
+/// in uses admin power, which is audited.
 pub async fn get_class(
     state: &AppState,
-    caller: &Caller,
+    ctx: &Context<'_>,
     class_id: i64,
 ) -> Result<(ClassResponse, ClassView), ApiError> {
     let class = state.store.class(class_id).await?;
-    let my_role = state.store.membership(class_id, caller.user.id).await?;
-    let view = permissions::can_view_class(&caller.actor(), my_role)?;
+    let my_role = state.store.membership(class_id, ctx.caller.user.id).await?;
+    let view = allowed(
+        ctx,
+        state,
+        "class.read",
+        &class_target(&class),
+        permissions::can_view_class(&ctx.caller.actor(), my_role),
+    )
+    .await?;
+    let admin_power = ctx.caller.user.role == Role::Admin && my_role.is_none();
+    audit_admin_read(state, ctx, "class.read", class_target(&class), admin_power).await?;
     Ok((ClassResponse { class, my_role }, view))
+}
+
+/// The members the given view may see: everyone, or only the teachers.
+pub async fn members_in_view(
+    state: &AppState,
+    class_id: i64,
+    view: ClassView,
+) -> Result<Vec<Member>, ApiError> {
+    Ok(state
+        .store
+        .members(class_id, view == ClassView::Member)
+        .await?)
 }
 
 /// Loads a class and checks that the caller may change it; refusals are audited.
@@ -934,14 +994,11 @@ pub async fn update_class(
 
 pub async fn list_members(
     state: &AppState,
-    caller: &Caller,
+    ctx: &Context<'_>,
     class_id: i64,
 ) -> Result<Vec<Member>, ApiError> {
-    let (_, view) = get_class(state, caller, class_id).await?;
-    Ok(state
-        .store
-        .members(class_id, view == ClassView::Member)
-        .await?)
+    let (_, view) = get_class(state, ctx, class_id).await?;
+    members_in_view(state, class_id, view).await
 }
 
 pub async fn add_member(
@@ -1034,12 +1091,15 @@ pub async fn list_invites(
 ) -> Result<Vec<Invite>, ApiError> {
     let class = state.store.class(class_id).await?;
     let my_role = state.store.membership(class_id, ctx.caller.user.id).await?;
-    permissions::can_manage_class(&ctx.caller.actor(), my_role).map_err(|_| {
-        ApiError::forbidden(format!(
+    let check = permissions::can_manage_class(&ctx.caller.actor(), my_role).map_err(|_| {
+        Denied(format!(
             "only the teachers of '{}' can see its invite codes",
             class.name
         ))
-    })?;
+    });
+    allowed(ctx, state, "invite.list", &class_target(&class), check).await?;
+    let admin_power = ctx.caller.user.role == Role::Admin && my_role != Some(ClassRole::Teacher);
+    audit_admin_read(state, ctx, "invite.list", class_target(&class), admin_power).await?;
     Ok(state.store.invites(class_id).await?)
 }
 
@@ -1140,6 +1200,15 @@ pub async fn list_tokens(
         permissions::can_manage_tokens_of(&ctx.caller.actor(), owner_id),
     )
     .await?;
+    let admin_power = ctx.admin_power_over(Some(owner_id));
+    audit_admin_read(
+        state,
+        ctx,
+        "token.list",
+        format!("user:{owner_id}"),
+        admin_power,
+    )
+    .await?;
     Ok(state.store.tokens_of(owner_id, TokenKind::Api).await?)
 }
 
@@ -1230,7 +1299,10 @@ pub async fn list_audit(
         permissions::require_admin(&ctx.caller.actor(), "read the audit log"),
     )
     .await?;
-    Ok(state.store.list_audit(&filter).await?)
+    // Read before recording this read, so the list shows what was there when asked.
+    let entries = state.store.list_audit(&filter).await?;
+    audit_admin_read(state, ctx, "audit.list", "audit".into(), true).await?;
+    Ok(entries)
 }
 
 pub async fn verify_audit(
@@ -1245,7 +1317,9 @@ pub async fn verify_audit(
         permissions::require_admin(&ctx.caller.actor(), "verify the audit log"),
     )
     .await?;
-    Ok(match state.store.verify_audit().await? {
+    let verified = state.store.verify_audit().await?;
+    audit_admin_read(state, ctx, "audit.verify", "audit".into(), true).await?;
+    Ok(match verified {
         Ok(Verified { entries, head_hash }) => AuditVerifyResponse {
             intact: true,
             entries_checked: entries,

@@ -63,10 +63,15 @@ async fn create_class(
     responses((status = 200, body = ClassResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_class(
     State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ClassResponse>, ApiError> {
-    Ok(Json(service::get_class(&state, &caller, id).await?.0))
+    let ctx = Context {
+        caller: &caller,
+        source: &source,
+    };
+    Ok(Json(service::get_class(&state, &ctx, id).await?.0))
 }
 
 /// Change a class's name, description or dates (its teachers and admins).
@@ -100,10 +105,15 @@ async fn update_class(
     responses((status = 200, body = Vec<Member>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list_members(
     State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
-    Ok(Json(service::list_members(&state, &caller, id).await?))
+    let ctx = Context {
+        caller: &caller,
+        source: &source,
+    };
+    Ok(Json(service::list_members(&state, &ctx, id).await?))
 }
 
 /// Add an existing account to a class, or change their role in it (its teachers and admins).

@@ -539,19 +539,16 @@ async fn class_view(
     source: &str,
     class_id: i64,
 ) -> Result<(String, Markup), ApiError> {
-    let (class, view) = service::get_class(state, &caller.0, class_id).await?;
-    let members = service::list_members(state, &caller.0, class_id).await?;
+    let ctx = Context {
+        caller: &caller.0,
+        source,
+    };
+    let (class, view) = service::get_class(state, &ctx, class_id).await?;
+    let members = service::members_in_view(state, class_id, view).await?;
     let full = view == ClassView::Full;
     let invites = if full {
-        service::list_invites(
-            state,
-            &Context {
-                caller: &caller.0,
-                source,
-            },
-            class_id,
-        )
-        .await?
+        // Full view means they may manage the class; the read was checked and audited above.
+        state.store.invites(class_id).await?
     } else {
         Vec::new()
     };
