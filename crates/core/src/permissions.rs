@@ -120,11 +120,21 @@ pub fn can_view_user(actor: &Actor, user_id: i64) -> Result<(), Denied> {
     }
 }
 
-/// Invite codes for the teacher role hand out class control, so only admins and teachers
-/// of the class may create them, which [`can_manage_class`] already ensures; students
-/// never reach this point.
-pub fn can_create_invite(actor: &Actor, membership: Option<ClassRole>) -> Result<(), Denied> {
-    can_manage_class(actor, membership)
+/// Invite codes are made by those who manage the class. A code for the teacher role makes
+/// platform teachers of the people who use it, so only admins and platform teachers may
+/// create one (a student appointed to teach a class may invite students only).
+pub fn can_create_invite(
+    actor: &Actor,
+    membership: Option<ClassRole>,
+    invite_role: ClassRole,
+) -> Result<(), Denied> {
+    can_manage_class(actor, membership)?;
+    if invite_role == ClassRole::Teacher && actor.role == Role::Student {
+        return Err(Denied(
+            "only admins and teachers can create invite codes for teachers; create a code for students instead".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -193,7 +203,15 @@ mod tests {
     #[test]
     fn a_student_of_a_class_cannot_change_it_or_create_invites() {
         assert!(can_manage_class(&STUDENT, Some(ClassRole::Student)).is_err());
-        assert!(can_create_invite(&STUDENT, Some(ClassRole::Student)).is_err());
+        assert!(can_create_invite(&STUDENT, Some(ClassRole::Student), ClassRole::Student).is_err());
+    }
+
+    #[test]
+    fn a_student_who_teaches_a_class_cannot_invite_teachers() {
+        assert!(can_create_invite(&STUDENT, Some(ClassRole::Teacher), ClassRole::Student).is_ok());
+        assert!(can_create_invite(&STUDENT, Some(ClassRole::Teacher), ClassRole::Teacher).is_err());
+        assert!(can_create_invite(&TEACHER, Some(ClassRole::Teacher), ClassRole::Teacher).is_ok());
+        assert!(can_create_invite(&ADMIN, None, ClassRole::Teacher).is_ok());
     }
 
     #[test]

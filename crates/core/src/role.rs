@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a person is on the platform as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Role {
     Admin,
     Teacher,
@@ -38,7 +38,7 @@ impl std::fmt::Display for Role {
 
 /// What a person is inside one class: teachers run it, students take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum ClassRole {
     Teacher,
     Student,
@@ -78,13 +78,15 @@ impl std::fmt::Display for ClassRole {
 impl TryFrom<String> for Role {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Role::parse(&value).ok_or_else(|| format!("unknown role '{value}'"))
+        Role::parse(&value)
+            .ok_or_else(|| format!("unknown role '{value}'; choose admin, teacher or student"))
     }
 }
 
 impl TryFrom<String> for ClassRole {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        ClassRole::parse(&value).ok_or_else(|| format!("unknown class role '{value}'"))
+        ClassRole::parse(&value)
+            .ok_or_else(|| format!("unknown class role '{value}'; choose teacher or student"))
     }
 }

@@ -1,7 +1,7 @@
 //! The append-only, hash-chained audit log: appending inside a write transaction, listing
 //! with filters, and verifying the chain.
 
-use crate::{Result, Store, WriteTx, now_ms};
+use crate::{Result, Store, WriteTx, escape_like, now_ms};
 use sqlx::Row;
 use voxhub_core::audit::{ChainBreak, ChainWalker, Entry, NewEntry, entry_hash};
 
@@ -82,12 +82,6 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Entry {
         prev_hash: row.get("prev_hash"),
         hash: row.get("hash"),
     }
-}
-
-fn escape_like(raw: &str) -> String {
-    raw.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 impl Store {

@@ -121,6 +121,21 @@ impl WriteTx {
         .await?;
         Ok(done.rows_affected())
     }
+
+    /// Revokes every live session and personal API token of a user except `keep`: after a
+    /// password reset nothing an intruder may have made keeps working.
+    pub async fn revoke_all_tokens_of(&mut self, user_id: i64, keep: Option<i64>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = $2
+             WHERE user_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)",
+        )
+        .bind(user_id)
+        .bind(now_s())
+        .bind(keep)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 fn token_not_found(id: i64) -> StoreError {

@@ -142,10 +142,10 @@ impl Store {
 
     /// Every account, optionally narrowed by a text in the username or display name.
     pub async fn list_users(&self, search: Option<&str>) -> Result<Vec<User>> {
-        let pattern = search.map(|s| format!("%{}%", s.to_lowercase()));
+        let pattern = search.map(|s| format!("%{}%", crate::escape_like(&s.to_lowercase())));
         Ok(sqlx::query_as::<_, User>(
             "SELECT id, username, display_name, role, disabled, created_at FROM users
-             WHERE ($1 IS NULL OR username LIKE $1 OR LOWER(display_name) LIKE $1)
+             WHERE ($1 IS NULL OR username LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\')
              ORDER BY username",
         )
         .bind(pattern)

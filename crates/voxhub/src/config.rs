@@ -145,9 +145,9 @@ impl Config {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            insert_path(&mut table, &path, parse_env_value(value)).with_context(|| {
-                format!("the environment variable {name} does not fit the configuration")
-            })?;
+            insert_path(&mut table, &path, parse_env_value(&path.join("."), value)).with_context(
+                || format!("the environment variable {name} does not fit the configuration"),
+            )?;
         }
         let mut config: Config = toml::Value::Table(table).try_into().map_err(|error: toml::de::Error| {
             anyhow::anyhow!(
@@ -194,9 +194,21 @@ impl Config {
     }
 }
 
+/// Keys whose values are always text, however they look (a password may be all digits).
+const TEXT_KEYS: &[&str] = &[
+    "admin_password",
+    "server.listen",
+    "server.data_dir",
+    "server.public_url",
+    "log.level",
+];
+
 /// Environment values are typed like TOML values when they read as one (`true`, `8080`),
-/// and are strings otherwise.
-fn parse_env_value(raw: &str) -> toml::Value {
+/// and are strings otherwise; keys in [`TEXT_KEYS`] always stay strings.
+fn parse_env_value(key: &str, raw: &str) -> toml::Value {
+    if TEXT_KEYS.contains(&key) {
+        return toml::Value::String(raw.to_string());
+    }
     match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut table) => match table.remove("v") {
             Some(
@@ -278,6 +290,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{error:#}").contains("servr"), "{error:#}");
+    }
+
+    #[test]
+    fn an_all_digit_admin_password_stays_text() {
+        let config = Config::load(
+            None,
+            &env(&[("VOXHUB_ADMIN_PASSWORD", "12345678901234")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.admin_password.unwrap().0, "12345678901234");
     }
 
     #[test]

@@ -53,13 +53,14 @@ impl FromRequestParts<AppState> for ClientAddr {
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
-            && let Some(first) = forwarded
-                .split(',')
+            // The last entry is the one our own proxy added; earlier ones are whatever the client sent.
+            && let Some(nearest) = forwarded
+                .rsplit(',')
                 .next()
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
         {
-            return Ok(ClientAddr(first.chars().take(64).collect()));
+            return Ok(ClientAddr(nearest.chars().take(64).collect()));
         }
         let addr = parts
             .extensions

@@ -567,7 +567,11 @@ pub async fn change_password(
         error.status = axum::http::StatusCode::FORBIDDEN;
         return Err(error);
     }
-    let new = Password::new_checked(&request.new_password, &user.username)?;
+    let new =
+        Password::new_checked(&request.new_password, &user.username).map_err(|mut invalid| {
+            invalid.field = "new_password";
+            invalid
+        })?;
     let hash = hash_password(state, new).await?;
     let mut tx = state.store.begin().await?;
     tx.set_password_hash(user.id, &hash).await?;
@@ -780,12 +784,12 @@ pub async fn reset_password(
     let mut tx = state.store.begin().await?;
     tx.set_password_hash(user_id, &hash).await?;
     let keep = (user_id == ctx.caller.user.id).then_some(ctx.caller.token_id);
-    let ended = tx.revoke_sessions_of(user_id, keep).await?;
+    let ended = tx.revoke_all_tokens_of(user_id, keep).await?;
     tx.audit(ctx.entry(
         "user.password_reset",
         user_target(&user),
         Outcome::Success,
-        format!("{ended} sessions ended"),
+        format!("{ended} sessions and API tokens revoked"),
         true,
     ))
     .await?;
@@ -1110,6 +1114,9 @@ pub async fn create_invite(
     request: CreateInviteRequest,
 ) -> Result<Invite, ApiError> {
     let (class, admin_power) = class_for_change(state, ctx, class_id, "invite.create").await?;
+    let my_role = state.store.membership(class_id, ctx.caller.user.id).await?;
+    let check = permissions::can_create_invite(&ctx.caller.actor(), my_role, request.role);
+    allowed(ctx, state, "invite.create", &class_target(&class), check).await?;
     if !(1..=MAX_USES_LIMIT).contains(&request.max_uses) {
         return Err(InvalidInput::new(
             "max_uses",

@@ -660,7 +660,6 @@ async fn unknown_api_paths_and_wrong_methods_are_404_and_405_not_500() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a number where a role is expected is answered 400 malformed_json ('not valid JSON: expected value'); serde_json reports wrong types for enums as syntax errors (core/src/role.rs: Role and ClassRole derive Deserialize without #[serde(try_from = \"String\")])"]
 async fn a_number_where_a_role_is_expected_is_a_422_not_malformed_json() {
     let Setup {
         app,

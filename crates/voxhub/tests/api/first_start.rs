@@ -235,7 +235,6 @@ async fn a_too_short_admin_password_in_the_environment_stops_the_first_start_wit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: an all-digit VOXHUB_ADMIN_PASSWORD is read as a TOML integer and refused as 'invalid type' (voxhub/src/config.rs parse_env_value)"]
 async fn an_all_digit_admin_password_in_the_environment_is_accepted() {
     let data = tempfile::tempdir().unwrap();
     let digits = "12345678901234";

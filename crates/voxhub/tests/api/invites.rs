@@ -625,7 +625,6 @@ async fn futures_join_all<F: std::future::Future>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "security gap: a platform *student* who teaches a class (appointed by an admin, or a demoted teacher) can create teacher invite codes, and registering with one makes a platform *teacher* (service.rs create_invite / store register_with_invite use ClassRole::platform_role); a teacher could never grant that through add_member (permissions::can_grant_class_role)"]
 async fn a_platform_student_who_teaches_a_class_cannot_mint_platform_teachers_through_invites() {
     let Setup { app, class, .. } = setup().await;
     let student = app.user(Role::Student).await;

@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Filters for the audit log; all are optional and narrow the result.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Username of whoever acted.

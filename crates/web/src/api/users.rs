@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UserSearch {
     /// Text contained in the username or display name.
@@ -119,7 +120,7 @@ async fn update_user(
     ))
 }
 
-/// Set a new password for an account (admins only); the account's sessions end.
+/// Set a new password for an account (admins only); its sessions end and its API tokens are revoked.
 #[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users", security(("bearer" = [])), request_body = ResetPasswordRequest,
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]

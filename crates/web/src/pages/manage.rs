@@ -245,7 +245,7 @@ async fn user_view(
         }
         div.card {
             h2 { "Set a new password" }
-            p.muted { "Use this when someone forgot their password. Their sessions end; tell them the new password in person." }
+            p.muted { "Use this when someone forgot their password. Their sessions end and their API tokens are revoked; tell them the new password in person." }
             form method="post" action={"/users/" (user.id) "/password"} {
                 (csrf_field(caller))
                 div.row {

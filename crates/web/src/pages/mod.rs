@@ -248,7 +248,9 @@ pub fn done_notice(code: Option<&str>) -> Option<Notice> {
         "user_changed" => "The account was changed.",
         "user_disabled" => "The account was disabled and its sessions ended.",
         "user_enabled" => "The account was enabled.",
-        "password_reset" => "The password was set and the person's sessions were ended.",
+        "password_reset" => {
+            "The password was set; the person's sessions ended and their API tokens were revoked."
+        }
         "class_created" => "The class was created. Next, create an invite code for your students.",
         "class_changed" => "The class was changed.",
         "member_added" => "The member was added.",
