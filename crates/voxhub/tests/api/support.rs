@@ -668,17 +668,25 @@ impl CliOutput {
     }
 }
 
-/// Runs SQL on a database file with the `sqlite3` command-line tool; returns (ok, output).
+/// Runs SQL directly on a database file, as someone with access to the file could, through
+/// its own SQLite connection (not the server's); returns (ok, error message).
 pub fn sqlite3(db: &Path, sql: &str) -> (bool, String) {
-    let output = std::process::Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("the sqlite3 command-line tool is installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let (db, sql) = (db.to_path_buf(), sql.to_string());
+    // A thread of its own, so this blocking helper can be called from async tests.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            use sqlx::Connection;
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+            let mut connection = sqlx::SqliteConnection::connect_with(&options).await.expect("the database file opens");
+            let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut connection).await;
+            connection.close().await.ok();
+            match result {
+                Ok(_) => (true, String::new()),
+                Err(error) => (false, error.to_string()),
+            }
+        })
+    })
+    .join()
+    .unwrap()
 }
