@@ -16,7 +16,7 @@ impl Username {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let value = raw.trim().to_lowercase();
         let count = value.chars().count();
-        if count < Self::MIN_CHARS || count > Self::MAX_CHARS {
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&count) {
             return Err(InvalidInput::new(
                 "username",
                 format!(

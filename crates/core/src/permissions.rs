@@ -22,16 +22,15 @@ pub struct Denied(pub String);
 
 /// Proof that the caller is an admin. Only [`require_admin`] makes one.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct AdminPower {
     pub admin_id: i64,
-    _private: (),
 }
 
 pub fn require_admin(actor: &Actor, what: &str) -> Result<AdminPower, Denied> {
     if actor.role == Role::Admin {
         Ok(AdminPower {
             admin_id: actor.user_id,
-            _private: (),
         })
     } else {
         Err(Denied(format!(

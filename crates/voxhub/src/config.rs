@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Environment variables of the command-line client, which the server ignores.
 const CLIENT_VARIABLES: &[&str] = &["VOXHUB_URL", "VOXHUB_TOKEN", "VOXHUB_CONFIG_DIR"];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -64,17 +64,6 @@ pub struct Secret(pub String);
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            auth: AuthConfig::default(),
-            log: LogConfig::default(),
-            admin_password: None,
-        }
     }
 }
 

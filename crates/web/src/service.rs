@@ -182,6 +182,16 @@ pub struct Context<'a> {
     pub source: &'a str,
 }
 
+impl Caller {
+    /// This caller, acting from `source`.
+    pub fn context<'a>(&'a self, source: &'a str) -> Context<'a> {
+        Context {
+            caller: self,
+            source,
+        }
+    }
+}
+
 impl Context<'_> {
     fn entry(
         &self,

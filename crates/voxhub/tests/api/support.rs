@@ -674,12 +674,19 @@ pub fn sqlite3(db: &Path, sql: &str) -> (bool, String) {
     let (db, sql) = (db.to_path_buf(), sql.to_string());
     // A thread of its own, so this blocking helper can be called from async tests.
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async move {
             use sqlx::Connection;
             let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
-            let mut connection = sqlx::SqliteConnection::connect_with(&options).await.expect("the database file opens");
-            let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut connection).await;
+            let mut connection = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("the database file opens");
+            let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut connection)
+                .await;
             connection.close().await.ok();
             match result {
                 Ok(_) => (true, String::new()),

@@ -4,7 +4,7 @@ use super::ApiQuery;
 use crate::AppState;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::{ApiError, ErrorBody};
-use crate::service::{self, AuditVerifyResponse, Context};
+use crate::service::{self, AuditVerifyResponse};
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -80,15 +80,7 @@ async fn list_audit(
 ) -> Result<Json<Vec<Entry>>, ApiError> {
     let filter = query.into_filter()?;
     Ok(Json(
-        service::list_audit(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            filter,
-        )
-        .await?,
+        service::list_audit(&state, &caller.context(&source), filter).await?,
     ))
 }
 
@@ -101,13 +93,6 @@ async fn verify_audit(
     caller: Caller,
 ) -> Result<Json<AuditVerifyResponse>, ApiError> {
     Ok(Json(
-        service::verify_audit(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-        )
-        .await?,
+        service::verify_audit(&state, &caller.context(&source)).await?,
     ))
 }

@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{
-    self, ChangePasswordRequest, Context, LoginRequest, LoginResponse, MeResponse, RegisterRequest,
+    self, ChangePasswordRequest, LoginRequest, LoginResponse, MeResponse, RegisterRequest,
 };
 use axum::Json;
 use axum::extract::State;
@@ -52,14 +52,7 @@ async fn logout(
     ClientAddr(source): ClientAddr,
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
-    service::logout(
-        &state,
-        &Context {
-            caller: &caller,
-            source: &source,
-        },
-    )
-    .await?;
+    service::logout(&state, &caller.context(&source)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -97,14 +90,6 @@ async fn change_password(
     caller: Caller,
     ApiJson(request): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    service::change_password(
-        &state,
-        &Context {
-            caller: &caller,
-            source: &source,
-        },
-        request,
-    )
-    .await?;
+    service::change_password(&state, &caller.context(&source), request).await?;
     Ok(StatusCode::NO_CONTENT)
 }

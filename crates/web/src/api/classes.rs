@@ -5,8 +5,7 @@ use crate::AppState;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::{
-    self, AddMemberRequest, ClassRequest, ClassResponse, Context, CreateInviteRequest,
-    UpdateClassRequest,
+    self, AddMemberRequest, ClassRequest, ClassResponse, CreateInviteRequest, UpdateClassRequest,
 };
 use axum::Json;
 use axum::extract::State;
@@ -45,15 +44,7 @@ async fn create_class(
     caller: Caller,
     ApiJson(request): ApiJson<ClassRequest>,
 ) -> Result<(StatusCode, Json<ClassResponse>), ApiError> {
-    let class = service::create_class(
-        &state,
-        &Context {
-            caller: &caller,
-            source: &source,
-        },
-        request,
-    )
-    .await?;
+    let class = service::create_class(&state, &caller.context(&source), request).await?;
     Ok((StatusCode::CREATED, Json(class)))
 }
 
@@ -67,10 +58,7 @@ async fn get_class(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ClassResponse>, ApiError> {
-    let ctx = Context {
-        caller: &caller,
-        source: &source,
-    };
+    let ctx = caller.context(&source);
     Ok(Json(service::get_class(&state, &ctx, id).await?.0))
 }
 
@@ -86,16 +74,7 @@ async fn update_class(
     ApiJson(request): ApiJson<UpdateClassRequest>,
 ) -> Result<Json<ClassResponse>, ApiError> {
     Ok(Json(
-        service::update_class(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-            request,
-        )
-        .await?,
+        service::update_class(&state, &caller.context(&source), id, request).await?,
     ))
 }
 
@@ -109,10 +88,7 @@ async fn list_members(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
-    let ctx = Context {
-        caller: &caller,
-        source: &source,
-    };
+    let ctx = caller.context(&source);
     Ok(Json(service::list_members(&state, &ctx, id).await?))
 }
 
@@ -128,16 +104,7 @@ async fn add_member(
     ApiJson(request): ApiJson<AddMemberRequest>,
 ) -> Result<Json<Member>, ApiError> {
     Ok(Json(
-        service::add_member(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-            request,
-        )
-        .await?,
+        service::add_member(&state, &caller.context(&source), id, request).await?,
     ))
 }
 
@@ -151,16 +118,7 @@ async fn remove_member(
     caller: Caller,
     ApiPath((id, user_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    service::remove_member(
-        &state,
-        &Context {
-            caller: &caller,
-            source: &source,
-        },
-        id,
-        user_id,
-    )
-    .await?;
+    service::remove_member(&state, &caller.context(&source), id, user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -175,15 +133,7 @@ async fn list_invites(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Invite>>, ApiError> {
     Ok(Json(
-        service::list_invites(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-        )
-        .await?,
+        service::list_invites(&state, &caller.context(&source), id).await?,
     ))
 }
 
@@ -198,16 +148,7 @@ async fn create_invite(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<CreateInviteRequest>,
 ) -> Result<(StatusCode, Json<Invite>), ApiError> {
-    let invite = service::create_invite(
-        &state,
-        &Context {
-            caller: &caller,
-            source: &source,
-        },
-        id,
-        request,
-    )
-    .await?;
+    let invite = service::create_invite(&state, &caller.context(&source), id, request).await?;
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
@@ -222,15 +163,6 @@ async fn revoke_invite(
     ApiPath((id, invite_id)): ApiPath<(i64, i64)>,
 ) -> Result<Json<Invite>, ApiError> {
     Ok(Json(
-        service::revoke_invite(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-            invite_id,
-        )
-        .await?,
+        service::revoke_invite(&state, &caller.context(&source), id, invite_id).await?,
     ))
 }

@@ -4,7 +4,7 @@ use super::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::{ApiError, ErrorBody};
-use crate::service::{self, Context, CreateTokenRequest, CreatedToken};
+use crate::service::{self, CreateTokenRequest, CreatedToken};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,15 +37,7 @@ async fn list_tokens(
     ApiQuery(owner): ApiQuery<TokenOwner>,
 ) -> Result<Json<Vec<Token>>, ApiError> {
     Ok(Json(
-        service::list_tokens(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            owner.user_id,
-        )
-        .await?,
+        service::list_tokens(&state, &caller.context(&source), owner.user_id).await?,
     ))
 }
 
@@ -58,15 +50,7 @@ async fn create_token(
     caller: Caller,
     ApiJson(request): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let created = service::create_token(
-        &state,
-        &Context {
-            caller: &caller,
-            source: &source,
-        },
-        request,
-    )
-    .await?;
+    let created = service::create_token(&state, &caller.context(&source), request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -81,14 +65,6 @@ async fn revoke_token(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Token>, ApiError> {
     Ok(Json(
-        service::revoke_token(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-        )
-        .await?,
+        service::revoke_token(&state, &caller.context(&source), id).await?,
     ))
 }

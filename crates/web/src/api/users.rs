@@ -4,7 +4,7 @@ use super::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
 use crate::auth::{Caller, ClientAddr};
 use crate::error::{ApiError, ErrorBody};
-use crate::service::{self, Context, CreateUserRequest, ResetPasswordRequest, UpdateUserRequest};
+use crate::service::{self, CreateUserRequest, ResetPasswordRequest, UpdateUserRequest};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -38,15 +38,7 @@ async fn list_users(
     ApiQuery(search): ApiQuery<UserSearch>,
 ) -> Result<Json<Vec<User>>, ApiError> {
     Ok(Json(
-        service::list_users(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            search.q.as_deref(),
-        )
-        .await?,
+        service::list_users(&state, &caller.context(&source), search.q.as_deref()).await?,
     ))
 }
 
@@ -59,15 +51,7 @@ async fn create_user(
     caller: Caller,
     ApiJson(request): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let user = service::create_user(
-        &state,
-        &Context {
-            caller: &caller,
-            source: &source,
-        },
-        request,
-    )
-    .await?;
+    let user = service::create_user(&state, &caller.context(&source), request).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -82,15 +66,7 @@ async fn get_user(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<User>, ApiError> {
     Ok(Json(
-        service::get_user(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-        )
-        .await?,
+        service::get_user(&state, &caller.context(&source), id).await?,
     ))
 }
 
@@ -107,16 +83,7 @@ async fn update_user(
     ApiJson(request): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<User>, ApiError> {
     Ok(Json(
-        service::update_user(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-            request,
-        )
-        .await?,
+        service::update_user(&state, &caller.context(&source), id, request).await?,
     ))
 }
 
@@ -132,15 +99,6 @@ async fn reset_password(
     ApiJson(request): ApiJson<ResetPasswordRequest>,
 ) -> Result<Json<User>, ApiError> {
     Ok(Json(
-        service::reset_password(
-            &state,
-            &Context {
-                caller: &caller,
-                source: &source,
-            },
-            id,
-            request,
-        )
-        .await?,
+        service::reset_password(&state, &caller.context(&source), id, request).await?,
     ))
 }

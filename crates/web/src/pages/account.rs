@@ -8,7 +8,7 @@ use crate::AppState;
 use crate::auth::{ClientAddr, PRELOGIN_CSRF_COOKIE, SESSION_COOKIE, authenticate_secret, cookie};
 use crate::error::ApiError;
 use crate::service::{
-    self, ChangePasswordRequest, Context, LoginRequest, RegisterRequest, UpdateUserRequest,
+    self, ChangePasswordRequest, LoginRequest, RegisterRequest, UpdateUserRequest,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -173,14 +173,7 @@ pub async fn logout_submit(
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    service::logout(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-    )
-    .await?;
+    service::logout(&state, &caller.0.context(&source)).await?;
     let mut response = Redirect::to("/login?done=logged_out").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -390,16 +383,7 @@ pub async fn password_submit(
         current_password: form.current_password,
         new_password: form.new_password,
     };
-    match service::change_password(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        request,
-    )
-    .await
-    {
+    match service::change_password(&state, &caller.0.context(&source), request).await {
         Ok(()) => Ok(Redirect::to("/account?done=password_changed").into_response()),
         Err(error) if error.status.is_client_error() => Ok(error_page(error.message, error.status)),
         Err(error) => Err(error.into()),
@@ -425,10 +409,7 @@ pub async fn profile_submit(
     };
     service::update_user(
         &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
+        &caller.0.context(&source),
         caller.0.user.id,
         request,
     )

@@ -10,7 +10,7 @@ use crate::api::audit::AuditQuery;
 use crate::auth::ClientAddr;
 use crate::error::ApiError;
 use crate::service::{
-    self, AddMemberRequest, ClassRequest, Context, CreateInviteRequest, CreateTokenRequest,
+    self, AddMemberRequest, ClassRequest, CreateInviteRequest, CreateTokenRequest,
     CreateUserRequest, ResetPasswordRequest, UpdateClassRequest, UpdateUserRequest,
 };
 use axum::extract::State;
@@ -82,15 +82,7 @@ async fn users_view(
     search: Option<&str>,
     form: &NewUserForm,
 ) -> Result<Markup, ApiError> {
-    let users = service::list_users(
-        state,
-        &Context {
-            caller: &caller.0,
-            source,
-        },
-        search,
-    )
-    .await?;
+    let users = service::list_users(state, &caller.0.context(source), search).await?;
     Ok(html! {
         h1 { "Users" }
         div.card {
@@ -177,16 +169,7 @@ pub async fn user_create(
         role,
         password: form.password.clone(),
     };
-    match service::create_user(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        request,
-    )
-    .await
-    {
+    match service::create_user(&state, &caller.0.context(&source), request).await {
         Ok(user) => {
             Ok(Redirect::to(&format!("/users/{}?done=user_created", user.id)).into_response())
         }
@@ -205,10 +188,7 @@ async fn user_view(
     source: &str,
     user_id: i64,
 ) -> Result<Markup, ApiError> {
-    let ctx = Context {
-        caller: &caller.0,
-        source,
-    };
+    let ctx = caller.0.context(source);
     voxhub_core::permissions::require_admin(&caller.0.actor(), "manage other accounts")?;
     let user = service::get_user(state, &ctx, user_id).await?;
     let classes = state.store.memberships_of(user_id).await?;
@@ -331,17 +311,9 @@ pub async fn user_update(
         role: (role != current.role).then_some(role),
         disabled: None,
     };
-    let result = service::update_user(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-        request,
-    )
-    .await
-    .map(|_| ());
+    let result = service::update_user(&state, &caller.0.context(&source), id, request)
+        .await
+        .map(|_| ());
     user_form_result(&state, &caller, &source, id, result, "user_changed").await
 }
 
@@ -362,17 +334,9 @@ pub async fn user_password(
     let request = ResetPasswordRequest {
         password: form.password,
     };
-    let result = service::reset_password(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-        request,
-    )
-    .await
-    .map(|_| ());
+    let result = service::reset_password(&state, &caller.0.context(&source), id, request)
+        .await
+        .map(|_| ());
     user_form_result(&state, &caller, &source, id, result, "password_reset").await
 }
 
@@ -394,17 +358,9 @@ pub async fn user_state(
         disabled: Some(form.disabled),
         ..Default::default()
     };
-    let result = service::update_user(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-        request,
-    )
-    .await
-    .map(|_| ());
+    let result = service::update_user(&state, &caller.0.context(&source), id, request)
+        .await
+        .map(|_| ());
     let done = if form.disabled {
         "user_disabled"
     } else {
@@ -510,16 +466,7 @@ pub async fn class_create(
         starts_on: form.starts_on.clone(),
         ends_on: form.ends_on.clone(),
     };
-    match service::create_class(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        request,
-    )
-    .await
-    {
+    match service::create_class(&state, &caller.0.context(&source), request).await {
         Ok(class) => Ok(
             Redirect::to(&format!("/classes/{}?done=class_created", class.class.id))
                 .into_response(),
@@ -539,10 +486,7 @@ async fn class_view(
     source: &str,
     class_id: i64,
 ) -> Result<(String, Markup), ApiError> {
-    let ctx = Context {
-        caller: &caller.0,
-        source,
-    };
+    let ctx = caller.0.context(source);
     let (class, view) = service::get_class(state, &ctx, class_id).await?;
     let members = service::members_in_view(state, class_id, view).await?;
     let full = view == ClassView::Full;
@@ -713,17 +657,9 @@ pub async fn class_update(
         starts_on: Some(form.starts_on),
         ends_on: Some(form.ends_on),
     };
-    let result = service::update_class(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-        request,
-    )
-    .await
-    .map(|_| ());
+    let result = service::update_class(&state, &caller.0.context(&source), id, request)
+        .await
+        .map(|_| ());
     class_form_result(&state, &caller, &source, id, result, "class_changed").await
 }
 
@@ -749,17 +685,9 @@ pub async fn member_add(
         username: form.username,
         role,
     };
-    let result = service::add_member(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-        request,
-    )
-    .await
-    .map(|_| ());
+    let result = service::add_member(&state, &caller.0.context(&source), id, request)
+        .await
+        .map(|_| ());
     class_form_result(&state, &caller, &source, id, result, "member_added").await
 }
 
@@ -776,16 +704,7 @@ pub async fn member_remove(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let result = service::remove_member(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-        user_id,
-    )
-    .await;
+    let result = service::remove_member(&state, &caller.0.context(&source), id, user_id).await;
     class_form_result(&state, &caller, &source, id, result, "member_removed").await
 }
 
@@ -815,17 +734,9 @@ pub async fn invite_create(
                 max_uses,
                 expires_in: form.expires_in,
             };
-            service::create_invite(
-                &state,
-                &Context {
-                    caller: &caller.0,
-                    source: &source,
-                },
-                id,
-                request,
-            )
-            .await
-            .map(|_| ())
+            service::create_invite(&state, &caller.0.context(&source), id, request)
+                .await
+                .map(|_| ())
         }
         Err(_) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -844,17 +755,9 @@ pub async fn invite_revoke(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    let result = service::revoke_invite(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-        invite_id,
-    )
-    .await
-    .map(|_| ());
+    let result = service::revoke_invite(&state, &caller.0.context(&source), id, invite_id)
+        .await
+        .map(|_| ());
     class_form_result(&state, &caller, &source, id, result, "invite_revoked").await
 }
 
@@ -868,15 +771,7 @@ async fn tokens_view(
     source: &str,
     new_secret: Option<&str>,
 ) -> Result<Markup, ApiError> {
-    let tokens = service::list_tokens(
-        state,
-        &Context {
-            caller: &caller.0,
-            source,
-        },
-        None,
-    )
-    .await?;
+    let tokens = service::list_tokens(state, &caller.0.context(source), None).await?;
     let now = voxhub_store::now_s();
     Ok(html! {
         h1 { "API tokens" }
@@ -961,16 +856,7 @@ pub async fn token_create(
         name: form.name,
         expires_in: form.expires_in,
     };
-    match service::create_token(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        request,
-    )
-    .await
-    {
+    match service::create_token(&state, &caller.0.context(&source), request).await {
         // Shown directly, never through a redirect, so the secret is in no URL or history.
         Ok(created) => {
             let content = tokens_view(&state, &caller, &source, Some(&created.secret)).await?;
@@ -999,15 +885,7 @@ pub async fn token_revoke(
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
     caller.check_csrf(&form.csrf)?;
-    service::revoke_token(
-        &state,
-        &Context {
-            caller: &caller.0,
-            source: &source,
-        },
-        id,
-    )
-    .await?;
+    service::revoke_token(&state, &caller.0.context(&source), id).await?;
     Ok(Redirect::to("/tokens?done=token_revoked").into_response())
 }
 
@@ -1031,10 +909,7 @@ pub async fn audit_page(
     caller: PageCaller,
     PageQuery(query): PageQuery<AuditPageQuery>,
 ) -> Result<Markup, PageError> {
-    let ctx = Context {
-        caller: &caller.0,
-        source: &source,
-    };
+    let ctx = caller.0.context(&source);
     let page_size = 100;
     let filter = AuditQuery {
         actor: query.actor.clone(),
