@@ -159,4 +159,17 @@ pub(crate) mod test_support {
             .unwrap();
         (store, dir)
     }
+
+    /// Creates a student account called `username` with a placeholder hash.
+    pub async fn student(tx: &mut WriteTx, username: &str) -> crate::users::User {
+        let name = voxhub_core::names::Username::parse(username).unwrap();
+        tx.create_user(crate::users::NewUser {
+            username: &name,
+            display_name: "Anna",
+            role: voxhub_core::role::Role::Student,
+            password_hash: "h",
+        })
+        .await
+        .unwrap()
+    }
 }

@@ -233,25 +233,13 @@ impl Store {
 mod tests {
     use super::*;
     use crate::test_support::store;
-    use crate::users::NewUser;
-    use voxhub_core::names::Username;
-    use voxhub_core::role::Role;
     use voxhub_core::secret::token_digest;
 
     #[tokio::test]
     async fn tokens_authenticate_until_revoked_expired_or_disabled() {
         let (store, _dir) = store().await;
-        let name = Username::parse("anna").unwrap();
         let mut tx = store.begin().await.unwrap();
-        let user = tx
-            .create_user(NewUser {
-                username: &name,
-                display_name: "Anna",
-                role: Role::Student,
-                password_hash: "h",
-            })
-            .await
-            .unwrap();
+        let user = crate::test_support::student(&mut tx, "anna").await;
         let (live, live_secret) = tx
             .create_token(user.id, TokenKind::Api, "laptop", now_s() + 60)
             .await

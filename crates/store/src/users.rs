@@ -188,17 +188,8 @@ mod tests {
     #[tokio::test]
     async fn updates_change_only_what_is_given() {
         let (store, _dir) = store().await;
-        let name = Username::parse("anna").unwrap();
         let mut tx = store.begin().await.unwrap();
-        let user = tx
-            .create_user(NewUser {
-                username: &name,
-                display_name: "Anna",
-                role: Role::Student,
-                password_hash: "h",
-            })
-            .await
-            .unwrap();
+        let user = crate::test_support::student(&mut tx, "anna").await;
         let changed = tx
             .update_user(
                 user.id,
