@@ -10,6 +10,7 @@
 //! | [`names`] | validated newtypes for user input (usernames, display names, class names) |
 //! | [`role`] | platform roles and roles inside a class |
 //! | [`permissions`] | who may do what; the only place access rules are written |
+//! | [`resources`] | CPU and memory amounts as people write them |
 //! | [`password`] | password policy and argon2id hashing |
 //! | [`secret`] | API token and invite code generation and hashing |
 //! | [`invite`] | whether an invite code can still be used |
@@ -23,6 +24,7 @@ pub mod invite;
 pub mod names;
 pub mod password;
 pub mod permissions;
+pub mod resources;
 pub mod role;
 pub mod secret;
 pub mod throttle;

@@ -136,6 +136,53 @@ pub fn can_create_invite(
     Ok(())
 }
 
+/// Seeing a workload (its state, logs and details): its owner, admins, and the teachers of
+/// the class it runs for.
+pub fn can_view_workload(
+    actor: &Actor,
+    owner_id: i64,
+    actor_teaches_its_class: bool,
+) -> Result<(), Denied> {
+    if actor.user_id == owner_id || actor.role == Role::Admin || actor_teaches_its_class {
+        Ok(())
+    } else {
+        Err(Denied(
+            "this workload is not yours; you can only see your own workloads".into(),
+        ))
+    }
+}
+
+/// Stopping or cancelling a workload: its owner and admins.
+pub fn can_stop_workload(actor: &Actor, owner_id: i64) -> Result<(), Denied> {
+    if actor.user_id == owner_id || actor.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Denied(
+            "only the owner of a workload or an admin can stop it".into(),
+        ))
+    }
+}
+
+/// Opening an interactive instance through the proxy, and a workspace: the owner and admins.
+pub fn can_enter_instance(actor: &Actor, owner_id: i64) -> Result<(), Denied> {
+    if actor.user_id == owner_id || actor.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Denied(
+            "this environment belongs to someone else; open your own from the queue page".into(),
+        ))
+    }
+}
+
+/// Reading and writing a workspace: its owner and admins.
+pub fn can_use_workspace(actor: &Actor, owner_id: i64) -> Result<(), Denied> {
+    if actor.user_id == owner_id || actor.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Denied("you can only open your own workspace".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +274,25 @@ mod tests {
         assert!(can_manage_tokens_of(&STUDENT, 2).is_err());
         assert!(can_manage_tokens_of(&TEACHER, 3).is_err());
         assert!(can_manage_tokens_of(&ADMIN, 3).is_ok());
+    }
+
+    #[test]
+    fn a_student_cannot_see_stop_or_enter_another_students_workload() {
+        assert!(can_view_workload(&STUDENT, 4, false).is_err());
+        assert!(can_stop_workload(&STUDENT, 4).is_err());
+        assert!(can_enter_instance(&STUDENT, 4).is_err());
+        assert!(can_use_workspace(&STUDENT, 4).is_err());
+        assert!(can_view_workload(&STUDENT, 3, false).is_ok());
+        assert!(can_enter_instance(&STUDENT, 3).is_ok());
+    }
+
+    #[test]
+    fn teachers_see_their_class_workloads_but_cannot_stop_or_enter_them() {
+        assert!(can_view_workload(&TEACHER, 3, true).is_ok());
+        assert!(can_view_workload(&TEACHER, 3, false).is_err());
+        assert!(can_stop_workload(&TEACHER, 3).is_err());
+        assert!(can_enter_instance(&TEACHER, 3).is_err());
+        assert!(can_stop_workload(&ADMIN, 3).is_ok());
     }
 
     #[test]

@@ -9,8 +9,14 @@
 //! - `stop` asks the workload to end (SIGTERM, a grace period, then SIGKILL of the whole
 //!   process group) and is idempotent.
 //! - Time limits are enforced by the backend itself, also while voxhub is down.
+//!
+//! | Backend | Module | Needs |
+//! |---|---|---|
+//! | local processes, one supervisor each | [`local`] | Linux (`/proc`); cgroup v2 to enforce memory and CPU |
 
 pub mod local;
+
+pub use local::{LocalExecutor, SupervisorCommand, supervise_main};
 
 use std::path::PathBuf;
 
@@ -50,15 +56,23 @@ pub struct Grant {
 pub enum Phase {
     Running,
     /// Ended by itself with this exit code.
-    Exited { code: i32 },
+    Exited {
+        code: i32,
+    },
     /// Ended by a signal it did not ask for (e.g. killed by the OOM killer or `stop`).
-    Signaled { signal: i32 },
+    Signaled {
+        signal: i32,
+    },
     /// Ended by its time limit.
     TimedOut,
     /// Never started: the program does not exist, the directory is missing, …
-    FailedToStart { reason: String },
+    FailedToStart {
+        reason: String,
+    },
     /// The backend lost track of it (e.g. the machine rebooted).
-    Lost { reason: String },
+    Lost {
+        reason: String,
+    },
 }
 
 /// How a grant is enforced on this backend.
@@ -98,6 +112,9 @@ pub enum ExecError {
     NotFound(i64),
     #[error("the workload could not be started: {0}")]
     Start(String),
+    /// `forget` was asked for a workload that still runs.
+    #[error("workload {0} is still running; stop it before forgetting it")]
+    StillRunning(i64),
     #[error("executor I/O failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -111,7 +128,12 @@ pub trait Executor: Send + Sync {
     async fn stop(&self, workload_id: i64) -> Result<(), ExecError>;
     async fn list(&self) -> Result<Vec<Observed>, ExecError>;
     /// Up to `max_bytes` of output from `offset` on.
-    async fn logs(&self, workload_id: i64, offset: u64, max_bytes: usize) -> Result<LogChunk, ExecError>;
+    async fn logs(
+        &self,
+        workload_id: i64,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<LogChunk, ExecError>;
     /// Drops what the backend keeps of an ended workload except its log.
     async fn forget(&self, workload_id: i64) -> Result<(), ExecError>;
 }

@@ -13,6 +13,7 @@ pub mod classes;
 pub mod invites;
 pub mod tokens;
 pub mod users;
+pub mod workloads;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqliteConnection, SqlitePool};

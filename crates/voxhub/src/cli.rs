@@ -19,11 +19,11 @@ use std::process::ExitCode;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Args, Clone)]
-struct ClientOptions {
+pub struct ClientOptions {
     /// Server address (default: from `voxhub login`, or VOXHUB_URL).
     #[arg(long, global = true)]
     server: Option<String>,
@@ -33,7 +33,7 @@ struct ClientOptions {
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub enum Command {
     /// Run the platform: web UI, API and database on one port.
     Serve {
         /// Address to listen on (default 127.0.0.1:8080).
@@ -102,12 +102,43 @@ enum Command {
         #[command(flatten)]
         options: ClientOptions,
     },
+    /// Submit, follow and cancel batch jobs.
+    Job {
+        #[command(subcommand)]
+        command: crate::workload_cli::JobCommand,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
+    /// Launch and stop interactive environments (JupyterLab).
+    Instance {
+        #[command(subcommand)]
+        command: crate::workload_cli::InstanceCommand,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
+    /// See the queue; admins hold, release and reorder it.
+    Queue {
+        #[command(subcommand)]
+        command: Option<crate::workload_cli::QueueCommand>,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
+    /// List, upload and download workspace files.
+    Workspace {
+        #[command(subcommand)]
+        command: crate::workload_cli::WorkspaceCommand,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
     /// Measure a voxhub server under concurrent load.
     Bench(crate::bench::BenchArgs),
+    /// Supervise one workload (started by the server itself; not for people).
+    #[command(hide = true)]
+    Supervise { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
-enum UserCommand {
+pub enum UserCommand {
     /// List accounts.
     List {
         /// Only accounts whose username or display name contains this text.
@@ -148,7 +179,7 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
-enum ClassCommand {
+pub enum ClassCommand {
     /// List your classes (all classes for admins).
     List,
     /// Create a class.
@@ -186,7 +217,7 @@ enum ClassCommand {
 }
 
 #[derive(Subcommand)]
-enum InviteCommand {
+pub enum InviteCommand {
     /// Create an invite code.
     Create {
         /// Class id or exact name.
@@ -217,7 +248,7 @@ enum InviteCommand {
 }
 
 #[derive(Subcommand)]
-enum TokenCommand {
+pub enum TokenCommand {
     /// List your tokens.
     List,
     /// Create a token; its secret is printed once.
@@ -232,7 +263,7 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
-enum AuditCommand {
+pub enum AuditCommand {
     /// List entries, newest first.
     List {
         #[arg(long)]
@@ -307,6 +338,39 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token { command, options } => token_command(command, options).await,
         Command::Audit { command, options } => audit_command(command, options).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Job { command, options } => {
+            crate::workload_cli::job(
+                command,
+                Client::from_environment(options.server.as_deref())?,
+                options.json,
+            )
+            .await
+        }
+        Command::Instance { command, options } => {
+            crate::workload_cli::instance(
+                command,
+                Client::from_environment(options.server.as_deref())?,
+                options.json,
+            )
+            .await
+        }
+        Command::Queue { command, options } => {
+            crate::workload_cli::queue(
+                command,
+                Client::from_environment(options.server.as_deref())?,
+                options.json,
+            )
+            .await
+        }
+        Command::Workspace { command, options } => {
+            crate::workload_cli::workspace(
+                command,
+                Client::from_environment(options.server.as_deref())?,
+                options.json,
+            )
+            .await
+        }
+        Command::Supervise { .. } => unreachable!("handled before the runtime starts"),
     }
 }
 
@@ -320,7 +384,7 @@ fn init_logging(level: &str) {
 }
 
 /// A value as plain text for tables.
-fn s(value: &Value) -> String {
+pub fn s(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         Value::Null => "-".into(),
@@ -328,7 +392,7 @@ fn s(value: &Value) -> String {
     }
 }
 
-fn print_json(value: &Value) {
+pub fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -336,7 +400,7 @@ fn print_json(value: &Value) {
 }
 
 /// Prints rows as aligned columns under a header.
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {

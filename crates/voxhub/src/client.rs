@@ -160,6 +160,46 @@ impl Client {
         bail!("{message}")
     }
 
+    /// Sends a request and returns the raw answer (for logs and files); errors are read
+    /// from the error body like [`Client::call`].
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.server, path);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/octet-stream")
+                .body(body);
+        }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the voxhub server at {}; check the address and that it is running",
+                self.server
+            )
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("the server answered {status}"));
+        bail!("{message}")
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }

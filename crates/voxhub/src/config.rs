@@ -16,6 +16,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub workloads: WorkloadsConfig,
+    pub node: NodeConfig,
+    pub instances: InstancesConfig,
     /// Password of the first admin account, used only when the database is created.
     /// Set it with `VOXHUB_ADMIN_PASSWORD`; when absent a random one is printed once.
     pub admin_password: Option<Secret>,
@@ -47,6 +50,122 @@ pub struct AuthConfig {
     pub max_failures_per_address: usize,
     /// The throttling window, in seconds.
     pub failure_window_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadsConfig {
+    /// The longest time limit anyone may ask for, e.g. `12h`.
+    pub max_time_limit: String,
+    /// The time limit when none is given.
+    pub default_time_limit: String,
+    /// Seconds between SIGTERM and SIGKILL when a workload is stopped or runs out of time.
+    pub grace_s: u64,
+    /// Largest log kept per workload, in MiB; older output is dropped with a marker.
+    pub log_cap_mib: u64,
+    /// Running workloads per user at once; 0 means no limit.
+    pub max_running_per_user: usize,
+    /// Every this many seconds of waiting raise a queued workload's priority by one.
+    pub aging_interval_s: i64,
+    /// Let smaller workloads run ahead of a blocked one when they cannot delay it.
+    pub backfill: bool,
+    pub priority_admin: i32,
+    pub priority_teacher: i32,
+    pub priority_student: i32,
+    /// Largest file accepted by one workspace upload, in MiB.
+    pub max_upload_mib: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The machine's name in the queue.
+    pub name: String,
+    /// CPU cores workloads may use; 0 means all cores of this machine.
+    pub cpus: f64,
+    /// Memory workloads may use, e.g. `16G`; empty means 90 % of this machine's memory.
+    pub memory: String,
+    /// GPU device indices workloads may use, e.g. `[0, 1]`; absent means every GPU NVML finds.
+    pub gpus: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstancesConfig {
+    /// The `jupyter` command, e.g. `/opt/voxhub/jupyter-venv/bin/jupyter`.
+    pub jupyter: String,
+    /// Seconds JupyterLab may take to answer before the launch counts as failed.
+    pub startup_timeout_s: i64,
+    /// The sizes people can choose when they launch an environment.
+    pub sizes: Vec<SizeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeConfig {
+    pub name: String,
+    pub cpus: f64,
+    pub memory: String,
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+impl Default for WorkloadsConfig {
+    fn default() -> Self {
+        Self {
+            max_time_limit: "12h".into(),
+            default_time_limit: "2h".into(),
+            grace_s: 10,
+            log_cap_mib: 16,
+            max_running_per_user: 2,
+            aging_interval_s: 60,
+            backfill: true,
+            priority_admin: 30,
+            priority_teacher: 20,
+            priority_student: 10,
+            max_upload_mib: 512,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: "local".into(),
+            cpus: 0.0,
+            memory: String::new(),
+            gpus: None,
+        }
+    }
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        Self {
+            jupyter: "jupyter".into(),
+            startup_timeout_s: 120,
+            sizes: vec![
+                SizeConfig {
+                    name: "small".into(),
+                    cpus: 1.0,
+                    memory: "2G".into(),
+                    gpus: 0,
+                },
+                SizeConfig {
+                    name: "medium".into(),
+                    cpus: 2.0,
+                    memory: "4G".into(),
+                    gpus: 0,
+                },
+                SizeConfig {
+                    name: "gpu".into(),
+                    cpus: 2.0,
+                    memory: "8G".into(),
+                    gpus: 1,
+                },
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

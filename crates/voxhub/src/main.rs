@@ -6,7 +6,9 @@ mod bench;
 mod cli;
 mod client;
 mod config;
+mod node;
 mod serve;
+mod workload_cli;
 
 use clap::Parser;
 
@@ -24,6 +26,11 @@ fn bound_allocator_caching() {
 fn main() -> std::process::ExitCode {
     bound_allocator_caching();
     let args = cli::Cli::parse();
+    // The supervisor of a workload is a small process of its own: no async runtime, no
+    // server state, so it keeps running (and enforcing the time limit) if the server dies.
+    if let cli::Command::Supervise { dir } = &args.command {
+        return voxhub_exec::local::supervise_main(dir);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -62,13 +62,50 @@ pub async fn run(config: Config) -> Result<()> {
         },
         ..WebSettings::default()
     };
-    let state = AppState::new(store.clone(), settings);
+    let runtime = workload_runtime(&config)?;
+    let state = AppState::with_runtime(store.clone(), settings, Some(runtime));
+    // Reconcile once before serving: re-adopt what still runs, record what ended while down.
+    if let Err(error) = voxhub_web::runtime::tick(&state).await {
+        tracing::error!("first reconcile failed: {error}");
+    }
+    voxhub_web::runtime::spawn_loop(state.clone());
     voxhub_web::serve(listener, state, shutdown_signal())
         .await
         .context("the web server stopped with an error")?;
     store.close().await;
     tracing::info!("voxhub stopped");
     Ok(())
+}
+
+/// The local-process executor over `<data-dir>/run`, the local node and the settings.
+fn workload_runtime(config: &Config) -> Result<std::sync::Arc<voxhub_web::runtime::Runtime>> {
+    let (node, gpu_note) = crate::node::local_node(&config.node)?;
+    tracing::info!(
+        "node '{}': {} CPU cores, {} MiB memory; {gpu_note}",
+        node.name,
+        node.cpu_millis as f64 / 1000.0,
+        node.memory_mib
+    );
+    let settings = crate::node::workload_settings(config, &node)?;
+    let run_dir = config.server.data_dir.join("run");
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("failed to create {}", run_dir.display()))?;
+    let program =
+        std::env::current_exe().context("cannot find the voxhub binary to supervise workloads")?;
+    let executor = voxhub_exec::local::LocalExecutor::new(
+        run_dir,
+        voxhub_exec::local::SupervisorCommand {
+            program,
+            args: vec!["supervise".into()],
+        },
+    );
+    let workspaces = crate::node::workspaces_root(&config.server.data_dir)?;
+    Ok(std::sync::Arc::new(voxhub_web::runtime::Runtime::new(
+        std::sync::Arc::new(executor),
+        node,
+        settings,
+        workspaces,
+    )))
 }
 
 pub enum FirstAdmin {

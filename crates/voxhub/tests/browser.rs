@@ -255,13 +255,45 @@ async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
         screenshot(&admin, "class-with-student").await;
 
         // The admin finds the registration in the audit log, filtered, and checks the chain.
-        admin.goto(&format!("{url}/audit?action=auth.register")).await.unwrap();
-        let log = admin.find(Locator::Id("audit")).await.unwrap().text().await.unwrap();
-        assert!(log.contains("maria.g") && log.contains("auth.register"), "{log}");
-        assert!(!log.contains("class.create"), "the filter narrows the list: {log}");
-        admin.find(Locator::Css("button[name=verify]")).await.unwrap().click().await.unwrap();
-        admin.wait().at_most(Duration::from_secs(15)).for_element(Locator::Id("verify-result")).await.unwrap();
-        let verdict = admin.find(Locator::Id("verify-result")).await.unwrap().text().await.unwrap();
+        admin
+            .goto(&format!("{url}/audit?action=auth.register"))
+            .await
+            .unwrap();
+        let log = admin
+            .find(Locator::Id("audit"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            log.contains("maria.g") && log.contains("auth.register"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("class.create"),
+            "the filter narrows the list: {log}"
+        );
+        admin
+            .find(Locator::Css("button[name=verify]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        admin
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Id("verify-result"))
+            .await
+            .unwrap();
+        let verdict = admin
+            .find(Locator::Id("verify-result"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(verdict.contains("intact"), "{verdict}");
         screenshot(&admin, "audit-log").await;
     }

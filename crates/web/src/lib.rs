@@ -15,7 +15,11 @@ pub mod auth;
 pub mod error;
 pub mod hashing;
 pub mod pages;
+pub mod proxy;
+pub mod runtime;
 pub mod service;
+pub mod workloads;
+pub mod workspace;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -63,6 +67,8 @@ pub struct Inner {
     pub settings: WebSettings,
     pub throttle: Mutex<LoginThrottle>,
     pub hashing: hashing::HashingPool,
+    /// The workload side; `None` on a server that only manages accounts (tests of the core).
+    pub runtime: Option<Arc<runtime::Runtime>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,7 +80,16 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(store: Store, settings: WebSettings) -> Self {
+        Self::with_runtime(store, settings, None)
+    }
+
+    pub fn with_runtime(
+        store: Store,
+        settings: WebSettings,
+        runtime: Option<Arc<runtime::Runtime>>,
+    ) -> Self {
         Self(Arc::new(Inner {
+            runtime,
             store,
             throttle: Mutex::new(LoginThrottle::new(settings.throttle)),
             hashing: hashing::HashingPool::new(settings.max_concurrent_password_checks),
@@ -94,6 +109,8 @@ pub fn app(state: AppState) -> Router {
         .merge(api::docs_router(openapi))
         .merge(pages::router())
         .route("/healthz", axum::routing::get(api::health::healthz))
+        .route("/i/{id}", axum::routing::any(proxy::proxy))
+        .route("/i/{id}/{*rest}", axum::routing::any(proxy::proxy))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -193,7 +193,7 @@ impl Caller {
 }
 
 impl Context<'_> {
-    fn entry(
+    pub(crate) fn entry(
         &self,
         action: &str,
         target: String,
@@ -227,7 +227,7 @@ async fn record(state: &AppState, entry: NewEntry) -> Result<(), ApiError> {
 }
 
 /// Passes an allowed check through; records a refused one and turns it into a 403.
-async fn allowed<T>(
+pub(crate) async fn allowed<T>(
     ctx: &Context<'_>,
     state: &AppState,
     action: &str,

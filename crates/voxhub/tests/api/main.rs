@@ -17,3 +17,4 @@ mod support;
 mod throttle;
 mod tokens;
 mod users;
+mod workloads;

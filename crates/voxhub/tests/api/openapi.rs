@@ -90,7 +90,21 @@ async fn the_openapi_document_is_json_of_version_3_with_the_bearer_scheme() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_answers() {
-    let app = TestApp::spawn().await;
+    let app =
+        TestApp::spawn_with_workloads(2, 2048, voxhub_web::runtime::WorkloadSettings::default())
+            .await;
+    let (status, job) = app
+        .post(
+            &app.admin.token,
+            "/api/v1/jobs",
+            json!({"argv": ["true"], "memory": "64M"}),
+        )
+        .await;
+    assert_eq!(
+        (status, job["id"].as_i64()),
+        (StatusCode::CREATED, Some(1)),
+        "{job}"
+    );
     // Make id 1 of everything exist: user 1 is the admin, token 1 the admin's session.
     let class = app.create_class(&app.admin.token, "Class one").await;
     assert_eq!(class, 1);

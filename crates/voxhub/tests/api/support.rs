@@ -13,6 +13,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use voxhub_core::role::Role;
 use voxhub_store::Store;
 use voxhub_store::tokens::TokenKind;
 use voxhub_store::users::NewUser;
+use voxhub_web::runtime::{Runtime, WorkloadSettings};
 use voxhub_web::{AppState, WebSettings};
 
 /// The password of every account made by [`TestApp::user`] and of the admin.
@@ -87,16 +89,42 @@ impl TestApp {
         Self::start(
             tempfile::tempdir().expect("temporary data directory"),
             settings,
+            None,
         )
         .await
     }
 
     /// A server on an existing data directory (e.g. one a stopped app left behind).
     pub async fn spawn_on(dir: tempfile::TempDir) -> Self {
-        Self::start(dir, WebSettings::default()).await
+        Self::start(dir, WebSettings::default(), None).await
     }
 
-    async fn start(dir: tempfile::TempDir, settings: WebSettings) -> Self {
+    /// A server that runs workloads with the real local-process executor (supervised by
+    /// the `voxhub` binary) on a simulated node of `cpus` cores, `memory_mib` and no GPUs.
+    pub async fn spawn_with_workloads(
+        cpus: u64,
+        memory_mib: u64,
+        settings: WorkloadSettings,
+    ) -> Self {
+        let node = voxhub_scheduler::Node {
+            name: "local".into(),
+            cpu_millis: cpus * 1000,
+            memory_mib,
+            gpu_devices: Vec::new(),
+        };
+        Self::start(
+            tempfile::tempdir().expect("temporary data directory"),
+            WebSettings::default(),
+            Some((node, settings)),
+        )
+        .await
+    }
+
+    async fn start(
+        dir: tempfile::TempDir,
+        settings: WebSettings,
+        workloads: Option<(voxhub_scheduler::Node, WorkloadSettings)>,
+    ) -> Self {
         let store = Store::open_sqlite(&dir.path().join(DATABASE_FILE))
             .await
             .expect("open the database");
@@ -106,7 +134,28 @@ impl TestApp {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("bound address");
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), settings.clone());
+        let runtime = workloads.map(|(node, workload_settings)| {
+            let run_dir = dir.path().join("run");
+            std::fs::create_dir_all(&run_dir).unwrap();
+            let executor = voxhub_exec::local::LocalExecutor::new(
+                run_dir,
+                voxhub_exec::local::SupervisorCommand {
+                    program: voxhub_bin().into(),
+                    args: vec!["supervise".into()],
+                },
+            );
+            Arc::new(Runtime::new(
+                Arc::new(executor),
+                node,
+                workload_settings,
+                dir.path().join("workspaces"),
+            ))
+        });
+        let with_runtime = runtime.is_some();
+        let state = AppState::with_runtime(store.clone(), settings.clone(), runtime);
+        if with_runtime {
+            voxhub_web::runtime::spawn_loop(state.clone());
+        }
         let server = tokio::spawn(voxhub_web::serve(listener, state, async move {
             stop.await.ok();
         }));
@@ -174,7 +223,7 @@ impl TestApp {
     /// Stops the server and starts a new one on the same data directory.
     pub async fn restart(self) -> Self {
         let (dir, settings) = self.stop().await;
-        Self::start(dir, settings).await
+        Self::start(dir, settings, None).await
     }
 
     fn next(&self) -> usize {

@@ -9,6 +9,7 @@ pub mod classes;
 pub mod health;
 pub mod tokens;
 pub mod users;
+pub mod workloads;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -50,6 +51,8 @@ pub struct ApiQuery<T>(pub T);
         (name = "classes", description = "Classes, their members and invite codes"),
         (name = "tokens", description = "Personal API tokens for the command line and scripts"),
         (name = "audit", description = "The tamper-evident audit log (admins)"),
+        (name = "workloads", description = "The queue: batch jobs and interactive JupyterLab instances, their logs"),
+        (name = "workspace", description = "Your persistent workspace files"),
     )
 )]
 struct ApiDoc;
@@ -79,6 +82,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .merge(classes::router())
         .merge(tokens::router())
         .merge(audit::router())
+        .merge(workloads::router())
         .split_for_parts();
     (router, doc)
 }

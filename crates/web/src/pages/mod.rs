@@ -5,6 +5,7 @@
 
 mod account;
 mod manage;
+mod workloads;
 
 use crate::AppState;
 use crate::auth::{Caller, PRELOGIN_CSRF_COOKIE, SESSION_COOKIE, authenticate_secret, cookie};
@@ -67,6 +68,21 @@ pub fn router() -> Router<AppState> {
         )
         .route("/tokens/{id}/revoke", post(manage::token_revoke))
         .route("/audit", get(manage::audit_page))
+        .route("/queue", get(workloads::queue_page))
+        .route("/jobs/new", get(workloads::job_page))
+        .route("/jobs", post(workloads::job_submit))
+        .route("/environments/new", get(workloads::environment_page))
+        .route("/environments", post(workloads::environment_launch))
+        .route("/workloads/{id}", get(workloads::workload_page))
+        .route("/workloads/{id}/log", get(workloads::workload_log))
+        .route("/workloads/{id}/stop", post(workloads::workload_stop))
+        .route("/workloads/{id}/queue", post(workloads::workload_queue))
+        .route("/workspace", get(workloads::workspace_page))
+        .route("/workspace/file", get(workloads::workspace_download))
+        .route(
+            "/workspace/upload",
+            post(workloads::workspace_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .fallback(not_found)
 }
 
@@ -293,7 +309,12 @@ pub fn page(
     content: Markup,
 ) -> Markup {
     let user = &caller.0.user;
-    let mut links = vec![("/", "Dashboard"), ("/classes", "Classes")];
+    let mut links = vec![
+        ("/", "Dashboard"),
+        ("/queue", "Queue"),
+        ("/workspace", "Workspace"),
+        ("/classes", "Classes"),
+    ];
     if user.role == Role::Admin {
         links.push(("/users", "Users"));
         links.push(("/audit", "Audit log"));
