@@ -30,6 +30,46 @@
 //!
 //! `start` waits until the supervisor has recorded the start, so after it returns the
 //! last case is only seen by others looking at the same run directory meanwhile.
+//!
+//! # Limits
+//!
+//! - **Time**: counted by the supervisor from the program's start on the monotonic clock,
+//!   also while voxhub is down. At `time_limit_s` it sends SIGTERM (and SIGCONT) to the
+//!   program's process group, after `grace_s` SIGKILL; the outcome is `TimedOut` however
+//!   the program then ended. `time_limit_s == 0` means no time limit (as in Slurm).
+//! - **Stop**: the same SIGTERM, grace, SIGKILL; the outcome is what really happened
+//!   (`Signaled { signal: 15 }` for most programs, `Signaled { signal: 9 }` for one that
+//!   ignores SIGTERM, `Exited { code }` for one that exits on it).
+//! - **The end**: when the program (the process that was started) ends, the workload has
+//!   ended: whatever it left running is SIGKILLed, its process group and also processes
+//!   that left the group (the supervisor is a child subreaper, so orphans come back to it).
+//! - **Log**: stdout and stderr go into one `output.log` of at most `log_cap_bytes`
+//!   (raised to 4096 when smaller). A write that would pass the cap first rewrites the
+//!   log as `[voxhub: N older bytes dropped (log generation G)]` followed by the newest
+//!   half of the cap, starting at a line boundary when one is near. Voxhub's own notes
+//!   (time limit reached, stop requested, SIGKILL sent, out of memory) are lines of the
+//!   form `[voxhub: …]` in the same log.
+//! - **Log offsets** from [`LogChunk::next_offset`] hold the log generation in their top
+//!   16 bits; an offset from an older generation (or offset 0 once the log was
+//!   compacted) returns `restarted: true` and the log from its new beginning.
+//! - **Memory and CPU**: enforced only with cgroup v2 (see [`Enforcement::note`]).
+//!   GPUs: `CUDA_VISIBLE_DEVICES` is the comma list of the granted devices, empty (no GPU
+//!   visible) without a GPU grant.
+//! - **Environment**: only the spec's variables, `PATH` (a standard one when the spec has
+//!   none), and `VOXHUB_WORKLOAD_ID`, `VOXHUB_USER`, `VOXHUB_WORKSPACE`, `HOME` (the
+//!   workspace) and `CUDA_VISIBLE_DEVICES`, which override the spec's. Nothing of the
+//!   voxhub server's own environment reaches a workload.
+//! - **Who runs it**: the workload runs as the user voxhub runs as; this backend does not
+//!   switch users, so it does not isolate the workloads of different users from each
+//!   other.
+//! - **If the supervisor dies** (killed, out of memory), the program is SIGKILLed by the
+//!   kernel (`PR_SET_PDEATHSIG`) and the workload reads as `Lost`.
+//!
+//! # Running voxhub so that workloads survive it
+//!
+//! Supervisors start in a session of their own, so a terminal's Ctrl-C or the end of
+//! voxhub leaves them running. Under systemd, give the voxhub unit `KillMode=process`:
+//! the default (`control-group`) would kill every supervisor with the server.
 
 mod cgroup;
 mod logfile;

@@ -180,9 +180,13 @@ async fn a_program_that_exits_on_sigterm_with_a_code_is_reported_as_it_ended() {
 async fn leftover_background_processes_end_with_the_program() {
     let fixture = fixture();
     let pid_file = fixture.workspace.join("pids");
-    // The second one leaves the process group and the session, as a daemon would.
+    // The second one leaves the process group and the session, as a daemon would; the
+    // script ends only once it has.
     let script = format!(
-        "sleep 30 & echo $! >> '{file}'; setsid sleep 31 & echo $! >> '{file}'; echo started",
+        r#"sleep 30 & echo $! >> '{file}'
+setsid sh -c "echo \$\$ >> '{file}'; exec sleep 31" &
+while [ "$(wc -l < '{file}')" -lt 2 ]; do sleep 0.02; done
+echo started"#,
         file = pid_file.display()
     );
     fixture

@@ -34,7 +34,7 @@ fn cores(cpu_millis: u64) -> String {
 }
 
 fn memory(memory_mib: u64) -> String {
-    if memory_mib >= 1024 && memory_mib % 1024 == 0 {
+    if memory_mib >= 1024 && memory_mib.is_multiple_of(1024) {
         format!("{} GiB", memory_mib / 1024)
     } else {
         format!("{memory_mib} MiB")

@@ -7,6 +7,9 @@
 //! - [`check_fits_somewhere`] is called at submit time to reject requests that can never run.
 //! - [`queue_view`] gives every queued workload its 1-based position and an estimated start.
 //!
+//! Also public: [`effective_priority`], to show people where aging has brought a workload,
+//! and [`simulated_cluster`] with [`SIMULATED_NOW_S`], a made-up cluster for benchmarks.
+//!
 //! The rules, in the order [`schedule`] applies them:
 //! 1. The queue is ordered by [`effective_priority`] (highest first), then `order`, then
 //!    `workload_id`. Held workloads are skipped and block nobody.
@@ -146,6 +149,9 @@ pub fn effective_priority(queued: &Queued, now_s: i64, policy: &Policy) -> i64 {
 }
 
 /// Decides what to start now, following the rules in the crate documentation.
+///
+/// A running workload past its `ends_at_s` still holds its resources and is expected to end
+/// at `now_s`; one on a node not in `nodes` holds nothing but counts for its user.
 pub fn schedule(
     now_s: i64,
     nodes: &[Node],
@@ -181,8 +187,11 @@ pub fn check_fits_somewhere(nodes: &[Node], request: &Request) -> Result<(), Str
 
 /// Positions and estimated starts of every queued workload, in position order.
 ///
-/// Estimates come from replaying [`schedule`] over future time, assuming every running
-/// and every simulated workload uses its whole time limit and nothing new arrives.
+/// Held workloads come after all the others, with no estimate. Estimates come from
+/// replaying [`schedule`] over future time, assuming every running and every simulated
+/// workload uses its whole time limit and nothing new arrives: what [`schedule`] would
+/// start now gets `now_s`; a workload that no node could ever hold gets `None` and delays
+/// nobody.
 pub fn queue_view(
     now_s: i64,
     nodes: &[Node],

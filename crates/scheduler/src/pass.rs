@@ -22,9 +22,7 @@ pub(crate) fn sort_by_queue_order(
             (Reverse(priority), queued.order, queued.workload_id, index)
         })
         .collect();
-    // A stable sort runs in near-linear time on the almost-sorted queues that the
-    // queue view re-sorts at every simulated event.
-    keyed.sort();
+    keyed.sort_unstable();
     for (slot, key) in indices.iter_mut().zip(keyed) {
         *slot = key.3;
     }
@@ -580,7 +578,9 @@ mod tests {
         let nodes = [node("a", 16, 4), node("b", 16, 2)];
         let running = [busy("a", 4, &[0, 1, 2], 2000), busy("b", 2, &[0], 9000)];
         let head = job(1, 8, 4, 3600);
-        let table: &[(&str, Vec<Queued>, Vec<(i64, &str)>)] = &[
+        /// A case's name, the workloads queued behind the head, and where they start.
+        type Case<'a> = (&'a str, Vec<Queued>, Vec<(i64, &'a str)>);
+        let table: &[Case] = &[
             (
                 "ends by the shadow time on the reserved node",
                 vec![job(2, 1, 1, 1000)],

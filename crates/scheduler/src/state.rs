@@ -485,7 +485,9 @@ mod tests {
 
     #[test]
     fn best_fit_prefers_fewest_free_gpus_then_least_free_cpu_then_name() {
-        let table: &[(&[(&str, u64, u32)], Request, Option<&str>)] = &[
+        /// Nodes as (name, CPU, GPUs), a request, and the node it should go to.
+        type Case<'a> = (&'a [(&'a str, u64, u32)], Request, Option<&'a str>);
+        let table: &[Case] = &[
             (
                 &[("a", 8000, 4), ("b", 8000, 2)],
                 request(1000, 1),

@@ -19,12 +19,12 @@ pub(crate) fn queue_view(
 ) -> Vec<Place> {
     let mut order: Vec<usize> = (0..queue.len()).collect();
     sort_by_queue_order(&mut order, now_s, queue, policy);
-    let (waiting, held): (Vec<usize>, Vec<usize>) =
+    let (not_held, held): (Vec<usize>, Vec<usize>) =
         order.iter().partition(|&&index| !queue[index].held);
 
     let mut state = ClusterState::new(now_s, nodes, running);
     let mut estimated_start_s: Vec<Option<i64>> = vec![None; queue.len()];
-    let waiting: Vec<usize> = waiting
+    let waiting: Vec<usize> = not_held
         .iter()
         .copied()
         .filter(|&index| state.could_ever_hold(&queue[index].request))
@@ -52,9 +52,8 @@ pub(crate) fn queue_view(
         state.end_through(time_s);
     }
 
-    order
+    not_held
         .iter()
-        .filter(|&&index| !queue[index].held)
         .chain(held.iter())
         .enumerate()
         .map(|(offset, &index)| Place {

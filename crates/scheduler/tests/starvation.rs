@@ -90,7 +90,7 @@ proptest! {
 
     /// A workload of priority `p` submitted at `s` has a higher effective priority than
     /// anything of priority up to `P` submitted after `s + (P - p + 1) * A`, so only the
-    /// `n` workloads submitted by then can ever be ahead of it. While it waits, one of
+    /// `n` workloads submitted by then and not started before `s` can ever be ahead of it. While it waits, one of
     /// them starts at least every two longest time limits (the head starts by its shadow
     /// time; a per-user slot frees within one time limit), which gives the bound
     /// `s + (P - p + 1) * A + (n + 2) * 2 * L`.
@@ -144,14 +144,20 @@ proptest! {
         let policy = Policy { max_running_per_user, aging_interval_s, backfill };
         let longest_s = arrivals.iter().map(|queued| queued.time_limit_s).max().unwrap();
         let top_priority = arrivals.iter().map(|queued| queued.priority).max().unwrap();
+        let until_s = arrivals.iter().map(|queued| queued.submitted_at_s).max().unwrap()
+            + (arrivals.len() as i64 + 2) * 2 * longest_s
+            + 30 * aging_interval_s;
+        let started = simulate(&nodes, arrivals.clone(), &policy, until_s);
         let bound_s = |queued: &Queued| {
             let overtaken_after_s =
                 queued.submitted_at_s + i64::from(top_priority - queued.priority + 1) * aging_interval_s;
-            let ahead = arrivals.iter().filter(|other| other.submitted_at_s <= overtaken_after_s).count() as i64;
+            let ahead = arrivals
+                .iter()
+                .filter(|other| other.submitted_at_s <= overtaken_after_s)
+                .filter(|other| started.get(&other.workload_id).is_none_or(|&start_s| start_s >= queued.submitted_at_s))
+                .count() as i64;
             overtaken_after_s + (ahead + 2) * 2 * longest_s
         };
-        let until_s = arrivals.iter().map(bound_s).max().unwrap() + 1;
-        let started = simulate(&nodes, arrivals.clone(), &policy, until_s);
         for queued in &arrivals {
             let start_s = started.get(&queued.workload_id).copied();
             prop_assert!(

@@ -202,10 +202,11 @@ fn outcome_of(
 ) -> Option<(State, Option<i32>, String)> {
     Some(match phase {
         Phase::Running => return None,
-        Phase::Exited { code: 0 } => (State::Succeeded, Some(0), String::new()),
+        // A program that exits cleanly on SIGTERM was still stopped, not finished.
         Phase::Exited { code } if stop_requested => {
             (State::Cancelled, Some(*code), "stopped on request".into())
         }
+        Phase::Exited { code: 0 } => (State::Succeeded, Some(0), String::new()),
         Phase::Exited { code } => (
             State::Failed,
             Some(*code),
@@ -433,6 +434,8 @@ fn jupyter_argv(
         format!("--ServerApp.root_dir={}", workspace.display()),
         // The proxy keeps the browser's Host header, which need not be a local name.
         "--ServerApp.allow_remote_access=True".into(),
+        // Harmless when the executor runs it as an unprivileged user, needed when it cannot.
+        "--ServerApp.allow_root=True".into(),
         "--LabApp.news_url=".into(),
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate".into(),
     ]

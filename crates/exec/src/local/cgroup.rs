@@ -219,6 +219,49 @@ mod tests {
         assert!(!has_memory_and_cpu(""));
     }
 
+    /// The kernel's side cannot be tested on a machine without cgroup v2; this checks
+    /// what is written where, on a plain directory shaped like a cgroup.
+    #[test]
+    fn a_grant_is_written_as_memory_max_and_cpu_max() {
+        let root = tempfile::tempdir().unwrap();
+        let workload = root.path().join(VOXHUB_GROUP).join("12");
+        std::fs::create_dir_all(&workload).unwrap();
+        std::fs::write(workload.join("cgroup.procs"), "").unwrap();
+        let grant = Grant {
+            cpu_millis: 1500,
+            memory_mib: 256,
+            gpu_devices: Vec::new(),
+        };
+        let cgroup = create(root.path(), 12, &grant).unwrap();
+        let read = |name: &str| std::fs::read_to_string(workload.join(name)).unwrap();
+        assert_eq!(read("memory.max"), "268435456");
+        assert_eq!(read("memory.swap.max"), "0");
+        assert_eq!(read("cpu.max"), "150000 100000");
+        let parent_control = root
+            .path()
+            .join(VOXHUB_GROUP)
+            .join("cgroup.subtree_control");
+        assert_eq!(
+            std::fs::read_to_string(parent_control).unwrap(),
+            "+memory +cpu"
+        );
+        assert!(cgroup.procs_fd() >= 0);
+        assert_eq!(cgroup.memory_mib(), 256);
+
+        let tiny = Grant {
+            cpu_millis: 1,
+            memory_mib: 0,
+            gpu_devices: Vec::new(),
+        };
+        create(root.path(), 12, &tiny).unwrap();
+        assert_eq!(read("memory.max"), "max");
+        assert_eq!(
+            read("cpu.max"),
+            "1000 100000",
+            "the kernel's smallest quota"
+        );
+    }
+
     #[test]
     fn this_machine_reports_what_it_enforces() {
         let (cgroup, enforcement) = set_up(-4242, &Grant::default());

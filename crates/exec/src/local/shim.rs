@@ -480,6 +480,7 @@ fn supervise(dir: &Path, mut ready: Ready) -> ExitCode {
         // Nobody could ever observe or stop a workload without its state: end it now.
         signal_group(started.pid, libc::SIGKILL);
         collect_status(started.pid);
+        kill_all_descendants(Instant::now() + END_WAIT);
         if let Some(cgroup) = cgroup {
             cgroup.kill_and_remove();
         }
@@ -497,7 +498,7 @@ fn supervise(dir: &Path, mut ready: Ready) -> ExitCode {
     let remaining = give_up_at.saturating_duration_since(Instant::now());
     if started.log_drained.recv_timeout(remaining).is_err() {
         let _ = lock(&log).note(
-            "a process outside the workload's process group still holds its output; \
+            "a process that could not be ended still holds the workload's output; \
              what it writes now is not recorded",
         );
     }
