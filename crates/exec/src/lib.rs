@@ -41,6 +41,17 @@ pub struct WorkloadSpec {
     pub grace_s: u64,
     /// Largest size of the workload's log; older output is dropped with a marker.
     pub log_cap_bytes: u64,
+    /// The operating-system user and group to run as, so that one person's workloads
+    /// cannot read another's files; `None` runs as the supervisor's own user.
+    #[serde(default)]
+    pub run_as: Option<RunAs>,
+}
+
+/// A numeric user and group id (no account needs to exist for them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Resources granted to a workload.

@@ -416,3 +416,31 @@ fn the_supervisor_records_a_directory_without_a_spec_as_failed() {
     let reason = exit["phase"]["FailedToStart"]["reason"].as_str().unwrap();
     assert!(reason.contains("spec.json"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_workload_run_as_another_user_cannot_read_the_supervisors_files() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("*** SKIPPED: switching users needs root; this test runs as another user ***");
+        return;
+    }
+    let fixture = fixture();
+    let root = fixture.workspace.parent().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&fixture.workspace, Some(200_123), Some(200_123)).unwrap();
+    let secret = root.join("secret.txt");
+    std::fs::write(&secret, "not for workloads").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let script = format!("id -u; id -g; cat {} || echo refused; echo mine > own.txt", secret.display());
+    let mut spec = spec(11, &fixture.workspace, &sh(&script));
+    spec.run_as = Some(voxhub_exec::RunAs { uid: 200_123, gid: 200_123 });
+    fixture.executor.start(&spec).await.unwrap();
+    let observed = wait_until_finished(&fixture.executor, 11, Duration::from_secs(10)).await;
+    assert_eq!(observed.phase, Phase::Exited { code: 0 });
+    let log = whole_log(&fixture.executor, 11, 4096).await;
+    assert!(log.contains("200123\n200123\n"), "{log}");
+    assert!(log.contains("refused") && !log.contains("not for workloads"), "{log}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(fixture.workspace.join("own.txt")).unwrap().uid(), 200_123);
+}

@@ -74,6 +74,12 @@ pub struct WorkloadsConfig {
     pub priority_student: i32,
     /// Largest file accepted by one workspace upload, in MiB.
     pub max_upload_mib: usize,
+    /// Run each user's workloads as their own operating-system user (`first_uid + user
+    /// id`) so nobody's workload can read another's files. Needs the server to run as root;
+    /// otherwise every workload runs as the server's user, which the log warns about.
+    pub separate_users: bool,
+    /// The first user and group id handed to workloads.
+    pub first_uid: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +116,8 @@ pub struct SizeConfig {
     pub gpus: u32,
 }
 
+const DEFAULT_JUPYTER: &str = "/opt/voxhub/jupyter-venv/bin/jupyter";
+
 impl Default for WorkloadsConfig {
     fn default() -> Self {
         Self {
@@ -124,6 +132,8 @@ impl Default for WorkloadsConfig {
             priority_teacher: 20,
             priority_student: 10,
             max_upload_mib: 512,
+            separate_users: true,
+            first_uid: 200_000,
         }
     }
 }
@@ -142,7 +152,8 @@ impl Default for NodeConfig {
 impl Default for InstancesConfig {
     fn default() -> Self {
         Self {
-            jupyter: "jupyter".into(),
+            // The place `.ci/run` and the README install it; otherwise whatever is on PATH.
+            jupyter: if std::path::Path::new(DEFAULT_JUPYTER).exists() { DEFAULT_JUPYTER.into() } else { "jupyter".into() },
             startup_timeout_s: 120,
             sizes: vec![
                 SizeConfig {

@@ -146,7 +146,42 @@ pub fn workload_settings(config: &Config, node: &Node) -> Result<WorkloadSetting
         instance_startup_timeout_s: config.instances.startup_timeout_s.max(5),
         sizes,
         max_upload_bytes: w.max_upload_mib.max(1) * 1024 * 1024,
+        run_as_base_uid: run_as_base_uid(w.separate_users, w.first_uid, &config.server.data_dir),
     })
+}
+
+/// Separate workload users need root, and a data directory other users can pass through;
+/// without either, workloads share the server's user and the log says what to change.
+fn run_as_base_uid(separate_users: bool, first_uid: u32, data_dir: &std::path::Path) -> Option<u32> {
+    if !separate_users {
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        tracing::warn!(
+            "workloads run as this server's own user because it does not run as root: one user's workload can read another's workspace; run voxhub as root for a class"
+        );
+        return None;
+    }
+    if let Some(closed) = closed_ancestor(data_dir) {
+        tracing::warn!(
+            "workloads run as this server's own user because {} cannot be entered by other users: one user's workload can read another's workspace; put the data directory somewhere like /srv/voxhub",
+            closed.display()
+        );
+        return None;
+    }
+    Some(first_uid)
+}
+
+/// The first folder on the way to `dir` that other users may not pass through.
+fn closed_ancestor(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let absolute = std::path::absolute(dir).ok()?;
+    absolute
+        .ancestors()
+        .skip(1)
+        .find(|folder| std::fs::metadata(folder).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(std::path::Path::to_path_buf)
 }
 
 /// Checks that the data directory's workspace root can be made.
@@ -154,5 +189,7 @@ pub fn workspaces_root(data_dir: &std::path::Path) -> Result<std::path::PathBuf>
     let root = data_dir.join("workspaces");
     std::fs::create_dir_all(&root)
         .with_context(|| format!("failed to create {}", root.display()))?;
+    voxhub_web::runtime::harden_data_dir(data_dir, &[crate::serve::DATABASE_FILE])
+        .with_context(|| format!("failed to set the permissions of {}", data_dir.display()))?;
     Ok(root)
 }

@@ -40,6 +40,9 @@ pub struct WorkloadSettings {
     pub sizes: Vec<Size>,
     /// Largest file accepted by a workspace upload.
     pub max_upload_bytes: usize,
+    /// When set (the server runs as root), each user's workloads run as the operating-system
+    /// user and group `base + user id`, and their workspace belongs to that user alone.
+    pub run_as_base_uid: Option<u32>,
 }
 
 impl Default for WorkloadSettings {
@@ -70,6 +73,7 @@ impl Default for WorkloadSettings {
                 },
             ],
             max_upload_bytes: 512 * 1024 * 1024,
+            run_as_base_uid: None,
         }
     }
 }
@@ -127,25 +131,82 @@ impl Runtime {
         self.workspaces_root.join(username)
     }
 
+    /// The operating-system identity a user's workloads run as, if users are kept apart.
+    pub fn run_as(&self, user_id: i64) -> Option<voxhub_exec::RunAs> {
+        let base = self.settings.run_as_base_uid?;
+        let id = base.checked_add(u32::try_from(user_id).ok()?)?;
+        Some(voxhub_exec::RunAs { uid: id, gid: id })
+    }
+
+    /// Creates a user's workspace if needed and makes it theirs alone (mode 0700, owned by
+    /// their workload identity) when users are kept apart.
+    pub async fn prepare_workspace(&self, username: &str, user_id: i64) -> std::io::Result<PathBuf> {
+        let path = self.workspace_of(username);
+        tokio::fs::create_dir_all(&path).await?;
+        if let Some(run_as) = self.run_as(user_id) {
+            use std::os::unix::fs::PermissionsExt;
+            std::os::unix::fs::chown(&path, Some(run_as.uid), Some(run_as.gid))?;
+            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).await?;
+        }
+        Ok(path)
+    }
+
+    /// Gives a file written by the server to the workspace's owner.
+    pub fn hand_over(&self, path: &std::path::Path, user_id: i64) -> std::io::Result<()> {
+        match self.run_as(user_id) {
+            Some(run_as) => std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid)),
+            None => Ok(()),
+        }
+    }
+
     /// The path at which an instance is served through the proxy.
     pub fn instance_base(workload_id: i64) -> String {
         format!("/i/{workload_id}/")
     }
 }
 
+/// Lets workload users pass through the data directory to their own workspace while
+/// listing nothing on the way, and keeps the database and run records the server's alone.
+pub fn harden_data_dir(data_dir: &std::path::Path, database_files: &[&str]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    std::fs::create_dir_all(data_dir.join("workspaces"))?;
+    mode(data_dir, 0o711)?;
+    mode(&data_dir.join("workspaces"), 0o711)?;
+    if data_dir.join("run").is_dir() {
+        mode(&data_dir.join("run"), 0o700)?;
+    }
+    for file in database_files {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = data_dir.join(format!("{file}{suffix}"));
+            if path.exists() {
+                mode(&path, 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs [`tick`] every second, and at once whenever something is submitted or stopped.
 pub fn spawn_loop(state: AppState) {
     tokio::spawn(async move {
         loop {
-            if let Err(error) = tick(&state).await {
-                tracing::error!("reconcile failed: {error}");
-            }
+            // Look often while anything is in the queue, so ends are seen and the next
+            // workload starts quickly; rarely when the machine is idle.
+            let pause = match tick(&state).await {
+                Ok(0) => Duration::from_secs(1),
+                Ok(_) => Duration::from_millis(200),
+                Err(error) => {
+                    tracing::error!("reconcile failed: {error}");
+                    Duration::from_secs(1)
+                }
+            };
             let Some(runtime) = state.runtime.as_ref() else {
                 return;
             };
             tokio::select! {
                 () = runtime.wake.notified() => {},
-                () = tokio::time::sleep(Duration::from_secs(1)) => {},
+                () = tokio::time::sleep(pause) => {},
             }
         }
     });
@@ -273,10 +334,11 @@ async fn instance_ready(runtime: &Runtime, workload: &Workload) -> bool {
     )
 }
 
-/// One reconcile pass. Safe to run at any time, any number of times.
-pub async fn tick(state: &AppState) -> Result<(), String> {
+/// One reconcile pass. Safe to run at any time, any number of times. Returns how many
+/// workloads are still queued, starting or running.
+pub async fn tick(state: &AppState) -> Result<usize, String> {
     let Some(runtime) = state.runtime.as_ref() else {
-        return Ok(());
+        return Ok(0);
     };
     let _one_at_a_time = runtime.tick_lock.lock().await;
     let store = &state.store;
@@ -383,7 +445,7 @@ pub async fn tick(state: &AppState) -> Result<(), String> {
         };
         start(state, runtime, workload, &admit).await?;
     }
-    Ok(())
+    Ok(workloads.len())
 }
 
 async fn end(
@@ -447,7 +509,6 @@ async fn start(
     workload: &Workload,
     admit: &scheduler::Admit,
 ) -> Result<(), String> {
-    let workspace = runtime.workspace_of(&workload.owner);
     let is_instance = workload.kind == "instance";
     let (port, secret) = if is_instance {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
@@ -472,7 +533,9 @@ async fn start(
         }
         tx.commit().await.map_err(|e| e.to_string())?;
     }
-    if let Err(error) = tokio::fs::create_dir_all(&workspace).await {
+    let workspace = match runtime.prepare_workspace(&workload.owner, workload.owner_id).await {
+        Ok(workspace) => workspace,
+        Err(error) => {
         return end(
             state,
             workload,
@@ -482,7 +545,8 @@ async fn start(
             now_s(),
         )
         .await;
-    }
+        }
+    };
     let argv = match (port, secret.as_deref()) {
         (Some(port), Some(secret)) => {
             jupyter_argv(&runtime.settings, workload.id, port, secret, &workspace)
@@ -516,6 +580,7 @@ async fn start(
         time_limit_s: workload.time_limit_s.max(1) as u64,
         grace_s: runtime.settings.grace_s,
         log_cap_bytes: runtime.settings.log_cap_bytes,
+        run_as: runtime.run_as(workload.owner_id),
     };
     if let Err(error) = runtime.executor.start(&spec).await {
         return end(

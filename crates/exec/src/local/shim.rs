@@ -588,6 +588,10 @@ fn start_program(
         .stdout(output_writer)
         .stderr(stderr_writer)
         .process_group(0);
+    if let Some(run_as) = spec.run_as {
+        // std drops supplementary groups (setgroups) before it changes the ids.
+        command.uid(run_as.uid).gid(run_as.gid);
+    }
     // SAFETY: the closure makes only async-signal-safe system calls and allocates nothing.
     unsafe {
         command.pre_exec(move || prepare_child(supervisor_pid, procs_fd));
@@ -724,6 +728,7 @@ mod tests {
             time_limit_s: 60,
             grace_s: 5,
             log_cap_bytes: 1 << 20,
+            run_as: None,
         }
     }
 

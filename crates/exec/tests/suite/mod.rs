@@ -34,6 +34,7 @@ pub fn spec(workload_id: i64, workspace: &std::path::Path, argv: &[&str]) -> Wor
         time_limit_s: 20,
         grace_s: 1,
         log_cap_bytes: 1 << 20,
+        run_as: None,
     }
 }
 

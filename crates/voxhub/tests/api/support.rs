@@ -137,6 +137,7 @@ impl TestApp {
         let runtime = workloads.map(|(node, workload_settings)| {
             let run_dir = dir.path().join("run");
             std::fs::create_dir_all(&run_dir).unwrap();
+            voxhub_web::runtime::harden_data_dir(dir.path(), &[DATABASE_FILE]).unwrap();
             let executor = voxhub_exec::local::LocalExecutor::new(
                 run_dir,
                 voxhub_exec::local::SupervisorCommand {

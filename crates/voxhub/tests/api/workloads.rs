@@ -644,3 +644,41 @@ async fn workspace_files_upload_download_and_stay_inside_the_workspace() {
         .await;
     assert_error(&reply, 404, "not_found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_students_job_cannot_read_another_students_workspace() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("*** SKIPPED: separate workload users need the server to run as root ***");
+        return;
+    }
+    let mut settings = settings();
+    settings.run_as_base_uid = Some(300_000);
+    let app = TestApp::spawn_with_workloads(4, 4096, settings).await;
+    let victim = app.user(Role::Student).await;
+    let attacker = app.user(Role::Student).await;
+    let (status, _) = text(
+        app.builder(reqwest::Method::PUT, &victim.token, "/api/v1/workspace/file?path=private/diagnosis.txt").body("patient 17"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let own = submit_ok(&app, &victim.token, &["sh", "-c", "cat private/diagnosis.txt; id -u"]).await;
+    let view = wait_for(&app, &victim.token, own, &["succeeded", "failed"]).await;
+    assert_eq!(view["state"], "succeeded", "the owner's job reads their uploaded file: {view}");
+    let output = logs(&app, &victim.token, own).await;
+    assert!(output.contains("patient 17") && output.contains(&(300_000 + victim.id).to_string()), "{output}");
+
+    let script = format!(
+        "cat ../{0}/private/diagnosis.txt; ls ..; cat {1}/voxhub.db | head -c 10; ls {1}/run; echo done",
+        victim.username,
+        app.data_dir().display()
+    );
+    let theirs = submit_ok(&app, &attacker.token, &["sh", "-c", &script]).await;
+    wait_for(&app, &attacker.token, theirs, &["succeeded", "failed"]).await;
+    let output = logs(&app, &attacker.token, theirs).await;
+    assert!(!output.contains("patient 17"), "{output}");
+    assert!(output.contains("cannot open directory '..'"), "the list of workspaces is not readable: {output}");
+    assert!(!output.contains("SQLite"), "the database is not readable: {output}");
+    assert!(!output.contains("logs"), "the run records are not readable: {output}");
+    assert!(output.contains("Permission denied") && output.contains("done"), "{output}");
+}

@@ -386,9 +386,24 @@ async fn dashboard(
 ) -> Result<Markup, PageError> {
     let me = crate::service::me(&state, &caller.0).await?;
     let classes = crate::service::list_classes(&state, &caller.0).await?;
+    let mine = match state.runtime {
+        Some(_) => crate::workloads::list(&state, &caller.0.context("dashboard"), crate::workloads::Scope::Mine, true).await?,
+        None => Vec::new(),
+    };
     let user = &caller.0.user;
     let content = html! {
         h1 { "Hello, " (user.display_name) }
+        @if state.runtime.is_some() {
+            div.card {
+                h2 style="margin-top:0" { "Your work" }
+                p { a.button href="/environments/new" { "New environment" } " " a href="/jobs/new" { "Submit a job" } " · " a href="/workspace" { "Your workspace" } }
+                @if mine.is_empty() { p.muted { "Nothing running or waiting." } }
+                @for view in &mine {
+                    p { a href={"/workloads/" (view.workload.id)} { (view.workload.name) } " — " (view.state_label)
+                        @if let Some(url) = &view.open_url { " · " a href=(url) target="_blank" rel="noopener" { "Open" } } }
+                }
+            }
+        }
         @if user.role == Role::Admin {
             div.grid {
                 div.card { h3 { a href="/users" { "Users" } } p.muted { "Create accounts, disable them, reset passwords." } }
