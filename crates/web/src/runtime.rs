@@ -140,7 +140,11 @@ impl Runtime {
 
     /// Creates a user's workspace if needed and makes it theirs alone (mode 0700, owned by
     /// their workload identity) when users are kept apart.
-    pub async fn prepare_workspace(&self, username: &str, user_id: i64) -> std::io::Result<PathBuf> {
+    pub async fn prepare_workspace(
+        &self,
+        username: &str,
+        user_id: i64,
+    ) -> std::io::Result<PathBuf> {
         let path = self.workspace_of(username);
         tokio::fs::create_dir_all(&path).await?;
         if let Some(run_as) = self.run_as(user_id) {
@@ -169,7 +173,9 @@ impl Runtime {
 /// listing nothing on the way, and keeps the database and run records the server's alone.
 pub fn harden_data_dir(data_dir: &std::path::Path, database_files: &[&str]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = |path: &std::path::Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    };
     std::fs::create_dir_all(data_dir.join("workspaces"))?;
     mode(data_dir, 0o711)?;
     mode(&data_dir.join("workspaces"), 0o711)?;
@@ -375,6 +381,14 @@ pub async fn tick(state: &AppState) -> Result<usize, String> {
             workload.time_limit_s,
         ) {
             let ended_at = observed.ended_at_s.unwrap_or(now);
+            if workload.enforcement.is_empty() && !observed.enforcement.note.is_empty() {
+                // A job that ended before it was seen running still says how it was limited.
+                let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+                tx.set_enforcement(workload.id, &observed.enforcement.note)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())?;
+            }
             end(state, workload, new_state, code, &reason, ended_at).await?;
             if let Err(error) = runtime.executor.forget(workload.id).await {
                 tracing::warn!(workload = workload.id, "cannot clean up: {error}");
@@ -533,18 +547,21 @@ async fn start(
         }
         tx.commit().await.map_err(|e| e.to_string())?;
     }
-    let workspace = match runtime.prepare_workspace(&workload.owner, workload.owner_id).await {
+    let workspace = match runtime
+        .prepare_workspace(&workload.owner, workload.owner_id)
+        .await
+    {
         Ok(workspace) => workspace,
         Err(error) => {
-        return end(
-            state,
-            workload,
-            State::Failed,
-            None,
-            &format!("the workspace could not be created: {error}"),
-            now_s(),
-        )
-        .await;
+            return end(
+                state,
+                workload,
+                State::Failed,
+                None,
+                &format!("the workspace could not be created: {error}"),
+                now_s(),
+            )
+            .await;
         }
     };
     let argv = match (port, secret.as_deref()) {

@@ -387,7 +387,15 @@ async fn dashboard(
     let me = crate::service::me(&state, &caller.0).await?;
     let classes = crate::service::list_classes(&state, &caller.0).await?;
     let mine = match state.runtime {
-        Some(_) => crate::workloads::list(&state, &caller.0.context("dashboard"), crate::workloads::Scope::Mine, true).await?,
+        Some(_) => {
+            crate::workloads::list(
+                &state,
+                &caller.0.context("dashboard"),
+                crate::workloads::Scope::Mine,
+                true,
+            )
+            .await?
+        }
         None => Vec::new(),
     };
     let user = &caller.0.user;

@@ -455,7 +455,7 @@ pub async fn workload_page(
             table {
                 tr { th { "Owner" } td { (w.owner) } }
                 tr { th { "Type" } td { (if w.kind == "instance" { "JupyterLab environment" } else { "job" }) } }
-                @if w.kind == "job" { tr { th { "Command" } td { code { (w.argv.join(" ")) } } } }
+                @if w.kind == "job" { tr { th { "Command" } td { code { (shell_words(&w.argv)) } } } }
                 @if w.kind == "job" && !w.workdir.is_empty() { tr { th { "Folder" } td { (w.workdir) } } }
                 tr { th { "Resources" } td { (resources(&view)) } }
                 @if let Some(devices) = &w.gpu_devices { @if !devices.is_empty() { tr { th { "GPU devices" } td { (devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")) } } } }
@@ -483,9 +483,29 @@ pub async fn workload_page(
         &caller,
         "/queue",
         &w.name,
-        notice_for(query.done.as_deref()),
+        // "In the queue" or "starting" no longer holds once the workload has ended.
+        notice_for(query.done.as_deref())
+            .filter(|_| w.state.is_active() || query.done.as_deref() == Some("stopped")),
         content,
     ))
+}
+
+/// A command line as it could be typed again: words with spaces or quotes are quoted.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| {
+            if !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Deserialize, Default)]
@@ -697,6 +717,22 @@ pub async fn workspace_upload(
 #[cfg(test)]
 mod tests {
     use super::split_command;
+
+    #[test]
+    fn commands_are_shown_as_they_could_be_typed_again() {
+        let argv: Vec<String> = ["sh", "-c", "echo hi > a.txt", "it's"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            super::shell_words(&argv),
+            "sh -c 'echo hi > a.txt' 'it'\\''s'"
+        );
+        assert_eq!(
+            split_command(&super::shell_words(&argv[..3])).unwrap(),
+            argv[..3]
+        );
+    }
 
     #[test]
     fn commands_split_on_spaces_and_keep_quoted_words() {
