@@ -8,7 +8,7 @@ use crate::auth::{Caller, SESSION_COOKIE, authenticate_secret, cookie};
 use crate::error::ApiError;
 use crate::pages::PageError;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use hyper_util::rt::TokioIo;
@@ -72,7 +72,14 @@ fn workload_id(path: &str) -> Option<i64> {
     path.strip_prefix("/i/")?.split('/').next()?.parse().ok()
 }
 
-pub async fn proxy(State(state): State<AppState>, mut request: Request) -> Response {
+pub async fn proxy(State(state): State<AppState>, request: Request) -> Response {
+    // The same source address as every other request records (proxy headers included).
+    let (mut parts, body) = request.into_parts();
+    let source = match crate::auth::ClientAddr::from_request_parts(&mut parts, &state).await {
+        Ok(crate::auth::ClientAddr(source)) => source,
+        Err(_) => "unknown".into(),
+    };
+    let mut request = Request::from_parts(parts, body);
     let path_and_query = request
         .uri()
         .path_and_query()
@@ -112,7 +119,7 @@ pub async fn proxy(State(state): State<AppState>, mut request: Request) -> Respo
         Err(error) => return refuse(&incoming, error.into()),
     };
     if let Err(denied) = permissions::can_enter_instance(&caller.actor(), workload.owner_id) {
-        let ctx = caller.context("proxy");
+        let ctx = caller.context(&source);
         let target = format!("workload:{id} {}", workload.name);
         let _ = crate::service::allowed(
             &ctx,

@@ -682,3 +682,41 @@ async fn one_students_job_cannot_read_another_students_workspace() {
     assert!(!output.contains("logs"), "the run records are not readable: {output}");
     assert!(output.contains("Permission denied") && output.contains("done"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_submits_waits_for_lists_and_moves_files() {
+    let app = app().await;
+    let student = app.user(Role::Student).await;
+    let config = tempfile::tempdir().unwrap();
+    let dir = config.path();
+    run_voxhub(dir, &["login", "--server", &app.url, "--username", &student.username, "--password-stdin"], Some(&format!("{PASSWORD}\n")))
+        .await
+        .assert_success();
+    let submitted = run_voxhub(
+        dir,
+        &["job", "submit", "--cpus", "0.5", "--mem", "64M", "--time", "1m", "--name", "cli job", "--wait", "--", "sh", "-c", "echo from-the-cli; exit 4"],
+        None,
+    )
+    .await;
+    assert_eq!(submitted.code, Some(4), "the exit code of the job is the command's: {submitted:?}");
+    assert!(submitted.stdout.contains("from-the-cli"), "{submitted:?}");
+    let listed = run_voxhub(dir, &["job", "list"], None).await;
+    listed.assert_success();
+    assert!(listed.stdout.contains("cli job") && listed.stdout.contains("Failed"), "{listed:?}");
+
+    let local = dir.join("scan.txt");
+    std::fs::write(&local, "slice thickness 1.25").unwrap();
+    run_voxhub(dir, &["workspace", "upload", local.to_str().unwrap(), "--to", "data/"], None).await.assert_success();
+    let ls = run_voxhub(dir, &["workspace", "ls", "data"], None).await;
+    assert!(ls.stdout.contains("scan.txt"), "{ls:?}");
+    let copy = dir.join("copy.txt");
+    run_voxhub(dir, &["workspace", "download", "data/scan.txt", "--output", copy.to_str().unwrap()], None).await.assert_success();
+    assert_eq!(std::fs::read_to_string(copy).unwrap(), "slice thickness 1.25");
+
+    let refused = run_voxhub(dir, &["job", "submit", "--cpus", "99", "--", "true"], None).await;
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains("can never run here"), "{refused:?}");
+    let refused = run_voxhub(dir, &["queue", "hold", "1"], None).await;
+    assert_ne!(refused.code, Some(0), "students cannot hold work: {refused:?}");
+    assert!(refused.stderr.contains("only an admin"), "{refused:?}");
+}
