@@ -130,7 +130,7 @@ pub enum Command {
         #[command(flatten)]
         options: ClientOptions,
     },
-    /// Measure a voxhub server under concurrent load.
+    /// Measure voxhub: HTTP load, job throughput, instance start-up, scheduling decisions.
     Bench(crate::bench::BenchArgs),
     /// Supervise one workload (started by the server itself; not for people).
     #[command(hide = true)]

@@ -1,19 +1,22 @@
-//! `voxhub bench`: starts a fresh voxhub server as a child process on loopback, loads it
-//! with many concurrent clients for a bounded time per scenario, and reports latency
-//! percentiles, throughput, errors and the server's resident memory.
+//! `voxhub bench http`: loads a fresh voxhub server with many concurrent clients for a
+//! bounded time per scenario, and reports latency percentiles, throughput, errors and the
+//! server's resident memory.
 //!
 //! Scenarios: `login` (password login, argon2id-bound), `me` (`GET /api/v1/me` with a
 //! bearer token) and `dashboard` (the HTML dashboard with a session cookie).
 
-use anyhow::{Context, Result, bail};
+use super::procs::memory_mib;
+use super::{
+    ADMIN_PASSWORD, Server, USER_PASSWORD, create_student, login, percentile, start_server,
+};
+use anyhow::{Result, bail};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct HttpArgs {
     /// Concurrent clients, one run per value (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "60,500")]
     clients: Vec<usize>,
@@ -31,67 +34,6 @@ pub struct BenchArgs {
     markdown: bool,
 }
 
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const ADMIN_PASSWORD: &str = "bench-admin-password";
-const USER_PASSWORD: &str = "bench-user-password";
-
-fn start_server() -> Result<Server> {
-    let dir = tempfile::Builder::new().prefix("voxhub-bench-").tempdir()?;
-    let exe = std::env::current_exe().context("cannot find the voxhub binary")?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("VOXHUB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("VOXHUB_LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("failed to start the voxhub server")?;
-    let stdout = child.stdout.take().context("no server output")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let Some(line) = lines.next() else {
-            bail!("the server stopped before it listened")
-        };
-        if let Some(rest) = line?.strip_prefix("voxhub is listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server {
-        child,
-        url,
-        _dir: dir,
-    })
-}
-
-/// Resident and peak resident memory of a process, in MiB (Linux).
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(0.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 struct Outcome {
     scenario: String,
     clients: usize,
@@ -102,35 +44,6 @@ struct Outcome {
     p99_ms: f64,
     max_ms: f64,
     rss_max_mib: f64,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-async fn login(
-    http: &reqwest::Client,
-    url: &str,
-    username: &str,
-    password: &str,
-) -> Result<String> {
-    let response = http
-        .post(format!("{url}/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!(
-            "login as {username} failed: {}",
-            response.text().await.unwrap_or_default()
-        );
-    }
-    let body: serde_json::Value = response.json().await?;
-    Ok(body["token"].as_str().unwrap_or_default().to_string())
 }
 
 async fn run_scenario(
@@ -147,7 +60,7 @@ async fn run_scenario(
         .build()?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let pid = server.child.id();
+    let pid = server.pid();
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
         let sampling = sampling.clone();
@@ -216,7 +129,7 @@ async fn run_scenario(
     })
 }
 
-pub async fn run(args: BenchArgs) -> Result<ExitCode> {
+pub async fn run(args: HttpArgs) -> Result<ExitCode> {
     if !(1..=120).contains(&args.seconds) {
         bail!("--seconds must be between 1 and 120");
     }
@@ -228,24 +141,13 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             bail!("unknown scenario '{scenario}'; choose from login, me, dashboard");
         }
     }
-    let server = start_server()?;
+    let server = start_server(&[], None)?;
     let http = reqwest::Client::new();
     let admin = login(&http, &server.url, "admin", ADMIN_PASSWORD).await?;
     let mut usernames = Vec::new();
     for n in 0..args.accounts.max(1) {
         let username = format!("bench{n:03}");
-        let response = http
-            .post(format!("{}/api/v1/users", server.url))
-            .bearer_auth(&admin)
-            .json(&json!({"username": username, "display_name": format!("Bench user {n}"), "role": "student", "password": USER_PASSWORD}))
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            bail!(
-                "creating {username} failed: {}",
-                response.text().await.unwrap_or_default()
-            );
-        }
+        create_student(&http, &server.url, &admin, &username).await?;
         usernames.push(username);
     }
     let mut tokens = Vec::new();
@@ -253,11 +155,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         tokens.push(login(&http, &server.url, username, USER_PASSWORD).await?);
     }
     let (usernames, tokens) = (Arc::new(usernames), Arc::new(tokens));
-    let (idle_rss, _) = memory_mib(server.child.id());
+    let (idle_rss, _) = memory_mib(server.pid());
     eprintln!(
         "server at {} (pid {}), {:.1} MiB resident when idle",
         server.url,
-        server.child.id(),
+        server.pid(),
         idle_rss
     );
 
@@ -281,7 +183,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             );
         }
     }
-    let (_, peak) = memory_mib(server.child.id());
+    let (_, peak) = memory_mib(server.pid());
     if args.markdown {
         println!(
             "| scenario | clients | requests | req/s | p50 ms | p99 ms | max ms | errors | server RSS max MiB |"
