@@ -432,15 +432,29 @@ async fn a_workload_run_as_another_user_cannot_read_the_supervisors_files() {
     let secret = root.join("secret.txt");
     std::fs::write(&secret, "not for workloads").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let script = format!("id -u; id -g; cat {} || echo refused; echo mine > own.txt", secret.display());
+    let script = format!(
+        "id -u; id -g; cat {} || echo refused; echo mine > own.txt",
+        secret.display()
+    );
     let mut spec = spec(11, &fixture.workspace, &sh(&script));
-    spec.run_as = Some(voxhub_exec::RunAs { uid: 200_123, gid: 200_123 });
+    spec.run_as = Some(voxhub_exec::RunAs {
+        uid: 200_123,
+        gid: 200_123,
+    });
     fixture.executor.start(&spec).await.unwrap();
     let observed = wait_until_finished(&fixture.executor, 11, Duration::from_secs(10)).await;
     assert_eq!(observed.phase, Phase::Exited { code: 0 });
     let log = whole_log(&fixture.executor, 11, 4096).await;
     assert!(log.contains("200123\n200123\n"), "{log}");
-    assert!(log.contains("refused") && !log.contains("not for workloads"), "{log}");
+    assert!(
+        log.contains("refused") && !log.contains("not for workloads"),
+        "{log}"
+    );
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(fixture.workspace.join("own.txt")).unwrap().uid(), 200_123);
+    assert_eq!(
+        std::fs::metadata(fixture.workspace.join("own.txt"))
+            .unwrap()
+            .uid(),
+        200_123
+    );
 }

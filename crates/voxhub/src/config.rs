@@ -153,8 +153,12 @@ impl Default for InstancesConfig {
     fn default() -> Self {
         Self {
             // The place `.ci/run` and the README install it; otherwise whatever is on PATH.
-            jupyter: if std::path::Path::new(DEFAULT_JUPYTER).exists() { DEFAULT_JUPYTER.into() } else { "jupyter".into() },
-            startup_timeout_s: 120,
+            jupyter: if std::path::Path::new(DEFAULT_JUPYTER).exists() {
+                DEFAULT_JUPYTER.into()
+            } else {
+                "jupyter".into()
+            },
+            startup_timeout_s: 300,
             sizes: vec![
                 SizeConfig {
                     name: "small".into(),

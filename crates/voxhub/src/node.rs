@@ -152,7 +152,11 @@ pub fn workload_settings(config: &Config, node: &Node) -> Result<WorkloadSetting
 
 /// Separate workload users need root, and a data directory other users can pass through;
 /// without either, workloads share the server's user and the log says what to change.
-fn run_as_base_uid(separate_users: bool, first_uid: u32, data_dir: &std::path::Path) -> Option<u32> {
+fn run_as_base_uid(
+    separate_users: bool,
+    first_uid: u32,
+    data_dir: &std::path::Path,
+) -> Option<u32> {
     if !separate_users {
         return None;
     }

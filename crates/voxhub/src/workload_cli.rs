@@ -147,6 +147,14 @@ fn workload_rows(views: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// What a stop request means right after it was made.
+fn stopping_label(view: &Value) -> String {
+    match view["state"].as_str() {
+        Some("queued" | "starting" | "running") => "stopping; its workspace is kept".into(),
+        _ => s(&view["state_label"]),
+    }
+}
+
 const HEADERS: [&str; 7] = ["id", "name", "owner", "type", "state", "place", "created"];
 
 async fn follow_logs(client: &Client, id: i64, follow: bool) -> Result<()> {
@@ -266,7 +274,7 @@ pub async fn job(command: JobCommand, client: Client, json: bool) -> Result<Exit
             if json {
                 print_json(&view)
             } else {
-                println!("Workload {id}: {}.", s(&view["state_label"]))
+                println!("Workload {id}: {}.", stopping_label(&view))
             }
         }
     }
@@ -321,7 +329,7 @@ pub async fn instance(command: InstanceCommand, client: Client, json: bool) -> R
             if json {
                 print_json(&view)
             } else {
-                println!("Environment {id}: {}.", s(&view["state_label"]))
+                println!("Environment {id}: {}.", stopping_label(&view))
             }
         }
     }

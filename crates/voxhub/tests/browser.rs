@@ -239,28 +239,60 @@ async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
 
         // The student submits a job from the form, and its output appears on its page.
         student.goto(&format!("{url}/jobs/new")).await.unwrap();
-        fill(&student, "command", "sh -c 'echo hello from the queue > greeting.txt; cat greeting.txt'").await;
+        fill(
+            &student,
+            "command",
+            "sh -c 'echo hello from the queue > greeting.txt; cat greeting.txt'",
+        )
+        .await;
         fill(&student, "job_name", "first job").await;
         submit(&student, "#job-form", "#workload-name").await;
         let job_url = student.current_url().await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             student.goto(job_url.as_str()).await.unwrap();
-            let heading = student.find(Locator::Id("workload-name")).await.unwrap().text().await.unwrap();
+            let heading = student
+                .find(Locator::Id("workload-name"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             if heading.contains("Succeeded") {
                 break;
             }
             assert!(!heading.contains("Failed"), "the job failed: {heading}");
-            assert!(std::time::Instant::now() < deadline, "the job did not finish: {heading}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job did not finish: {heading}"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         screenshot(&student, "job-done").await;
-        student.goto(&format!("{}/log", job_url.as_str().split('?').next().unwrap())).await.unwrap();
-        let output = student.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+        student
+            .goto(&format!(
+                "{}/log",
+                job_url.as_str().split('?').next().unwrap()
+            ))
+            .await
+            .unwrap();
+        let output = student
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(output.contains("hello from the queue"), "{output}");
         // The file it wrote is in the workspace, listed and downloadable.
         student.goto(&format!("{url}/workspace")).await.unwrap();
-        let files = student.find(Locator::Id("files")).await.unwrap().text().await.unwrap();
+        let files = student
+            .find(Locator::Id("files"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(files.contains("greeting.txt"), "{files}");
         screenshot(&student, "workspace").await;
 

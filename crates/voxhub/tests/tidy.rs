@@ -91,9 +91,22 @@ fn crate_dependencies_flow_one_way() {
         "web does not depend on the binary"
     );
     let scheduler = dependencies("scheduler");
-    assert!(scheduler.is_empty(), "the scheduler is a pure function with no dependencies, but uses {scheduler:?}");
+    assert!(
+        scheduler.is_empty(),
+        "the scheduler is a pure function with no dependencies, but uses {scheduler:?}"
+    );
     let exec = dependencies("exec");
-    for forbidden in ["voxhub-core", "voxhub-store", "voxhub-web", "voxhub-scheduler", "sqlx", "axum"] {
-        assert!(!exec.iter().any(|d| d == forbidden), "executors never touch the database or HTTP, but exec uses {forbidden}");
+    for forbidden in [
+        "voxhub-core",
+        "voxhub-store",
+        "voxhub-web",
+        "voxhub-scheduler",
+        "sqlx",
+        "axum",
+    ] {
+        assert!(
+            !exec.iter().any(|d| d == forbidden),
+            "executors never touch the database or HTTP, but exec uses {forbidden}"
+        );
     }
 }

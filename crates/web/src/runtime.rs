@@ -57,7 +57,7 @@ impl Default for WorkloadSettings {
             priority_teacher: 20,
             priority_student: 10,
             jupyter_command: "jupyter".into(),
-            instance_startup_timeout_s: 120,
+            instance_startup_timeout_s: 300,
             sizes: vec![
                 Size {
                     name: "small".into(),
@@ -99,6 +99,9 @@ pub struct Runtime {
     /// One reconcile pass at a time: a pass that admits a workload starts it before another
     /// pass may observe it.
     tick_lock: tokio::sync::Mutex<()>,
+    /// Estimated starts from the last look-ahead simulation and when it ran; the simulation
+    /// is costly on a large cluster, so it runs at most every few seconds.
+    estimates: tokio::sync::Mutex<Option<CachedEstimates>>,
     pub http: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         axum::body::Body,
@@ -123,12 +126,74 @@ impl Runtime {
             workspaces_root,
             wake: tokio::sync::Notify::new(),
             tick_lock: tokio::sync::Mutex::new(()),
+            estimates: tokio::sync::Mutex::new(None),
             http,
         }
     }
 
     pub fn workspace_of(&self, username: &str) -> PathBuf {
         self.workspaces_root.join(username)
+    }
+
+    /// Every queued workload's place: the position is exact (a sort), the estimated start
+    /// comes from a look-ahead simulation at most [`ESTIMATE_MAX_AGE`] old.
+    pub async fn queue_places(
+        &self,
+        store: &voxhub_store::Store,
+    ) -> Result<std::collections::HashMap<i64, scheduler::Place>, voxhub_store::StoreError> {
+        let now = now_s();
+        let active = store.active_workloads().await?;
+        let (running, queued) = scheduler_inputs(&active);
+        let estimates = {
+            let mut cache = self.estimates.lock().await;
+            match cache.as_ref() {
+                Some((at, estimates)) if at.elapsed() < ESTIMATE_MAX_AGE => estimates.clone(),
+                _ => {
+                    let view = scheduler::queue_view(
+                        now,
+                        std::slice::from_ref(&self.node),
+                        &running,
+                        &queued,
+                        &self.settings.policy,
+                    );
+                    let estimates = std::sync::Arc::new(
+                        view.into_iter()
+                            .map(|p| (p.workload_id, p.estimated_start_s))
+                            .collect(),
+                    );
+                    *cache = Some((std::time::Instant::now(), std::sync::Arc::clone(&estimates)));
+                    estimates
+                }
+            }
+        };
+        let mut order: Vec<&scheduler::Queued> = queued.iter().collect();
+        order.sort_by_key(|q| {
+            (
+                q.held,
+                -scheduler::effective_priority(q, now, &self.settings.policy),
+                q.order,
+                q.workload_id,
+            )
+        });
+        Ok(order
+            .into_iter()
+            .enumerate()
+            .map(|(index, q)| {
+                let estimated_start_s = if q.held {
+                    None
+                } else {
+                    estimates.get(&q.workload_id).copied().flatten()
+                };
+                (
+                    q.workload_id,
+                    scheduler::Place {
+                        workload_id: q.workload_id,
+                        position: index + 1,
+                        estimated_start_s,
+                    },
+                )
+            })
+            .collect())
     }
 
     /// The operating-system identity a user's workloads run as, if users are kept apart.
@@ -192,6 +257,15 @@ pub fn harden_data_dir(data_dir: &std::path::Path, database_files: &[&str]) -> s
     }
     Ok(())
 }
+
+/// Estimated start per queued workload, and when they were computed.
+type CachedEstimates = (
+    std::time::Instant,
+    std::sync::Arc<std::collections::HashMap<i64, Option<i64>>>,
+);
+
+/// How stale an estimated start may be.
+pub const ESTIMATE_MAX_AGE: Duration = Duration::from_secs(3);
 
 /// Runs [`tick`] every second, and at once whenever something is submitted or stopped.
 pub fn spawn_loop(state: AppState) {

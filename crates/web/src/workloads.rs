@@ -4,7 +4,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::runtime::{Runtime, human_duration, scheduler_inputs};
+use crate::runtime::{Runtime, human_duration};
 use crate::service::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -417,18 +417,7 @@ async fn views(state: &AppState, workloads: Vec<Workload>) -> Result<Vec<Workloa
     let now = now_s();
     let places: HashMap<i64, scheduler::Place> = match state.runtime.as_deref() {
         Some(runtime) if workloads.iter().any(|w| w.state == State::Queued) => {
-            let active = state.store.active_workloads().await?;
-            let (running, queued) = scheduler_inputs(&active);
-            scheduler::queue_view(
-                now,
-                std::slice::from_ref(&runtime.node),
-                &running,
-                &queued,
-                &runtime.settings.policy,
-            )
-            .into_iter()
-            .map(|p| (p.workload_id, p))
-            .collect()
+            runtime.queue_places(&state.store).await?
         }
         _ => HashMap::new(),
     };
@@ -555,9 +544,6 @@ pub async fn stop(state: &AppState, ctx: &Context<'_>, id: i64) -> Result<Worklo
             .map_err(ApiError::internal)?;
     }
     runtime.wake.notify_one();
-    crate::runtime::tick(state)
-        .await
-        .map_err(ApiError::internal)?;
     get(state, ctx, id).await
 }
 

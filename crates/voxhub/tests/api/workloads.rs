@@ -10,12 +10,15 @@ use voxhub_core::role::Role;
 use voxhub_web::runtime::WorkloadSettings;
 
 fn settings() -> WorkloadSettings {
-    let mut settings = WorkloadSettings::default();
-    settings.grace_s = 1;
-    settings.max_time_limit_s = 3600;
-    settings.default_time_limit_s = 600;
-    settings.policy.max_running_per_user = 10;
-    settings
+    let mut policy = WorkloadSettings::default().policy;
+    policy.max_running_per_user = 10;
+    WorkloadSettings {
+        grace_s: 1,
+        max_time_limit_s: 3600,
+        default_time_limit_s: 600,
+        policy,
+        ..WorkloadSettings::default()
+    }
 }
 
 async fn app() -> TestApp {
@@ -658,15 +661,31 @@ async fn one_students_job_cannot_read_another_students_workspace() {
     let victim = app.user(Role::Student).await;
     let attacker = app.user(Role::Student).await;
     let (status, _) = text(
-        app.builder(reqwest::Method::PUT, &victim.token, "/api/v1/workspace/file?path=private/diagnosis.txt").body("patient 17"),
+        app.builder(
+            reqwest::Method::PUT,
+            &victim.token,
+            "/api/v1/workspace/file?path=private/diagnosis.txt",
+        )
+        .body("patient 17"),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let own = submit_ok(&app, &victim.token, &["sh", "-c", "cat private/diagnosis.txt; id -u"]).await;
+    let own = submit_ok(
+        &app,
+        &victim.token,
+        &["sh", "-c", "cat private/diagnosis.txt; id -u"],
+    )
+    .await;
     let view = wait_for(&app, &victim.token, own, &["succeeded", "failed"]).await;
-    assert_eq!(view["state"], "succeeded", "the owner's job reads their uploaded file: {view}");
+    assert_eq!(
+        view["state"], "succeeded",
+        "the owner's job reads their uploaded file: {view}"
+    );
     let output = logs(&app, &victim.token, own).await;
-    assert!(output.contains("patient 17") && output.contains(&(300_000 + victim.id).to_string()), "{output}");
+    assert!(
+        output.contains("patient 17") && output.contains(&(300_000 + victim.id).to_string()),
+        "{output}"
+    );
 
     let script = format!(
         "cat ../{0}/private/diagnosis.txt; ls ..; cat {1}/voxhub.db | head -c 10; ls {1}/run; echo done",
@@ -677,10 +696,22 @@ async fn one_students_job_cannot_read_another_students_workspace() {
     wait_for(&app, &attacker.token, theirs, &["succeeded", "failed"]).await;
     let output = logs(&app, &attacker.token, theirs).await;
     assert!(!output.contains("patient 17"), "{output}");
-    assert!(output.contains("cannot open directory '..'"), "the list of workspaces is not readable: {output}");
-    assert!(!output.contains("SQLite"), "the database is not readable: {output}");
-    assert!(!output.contains("logs"), "the run records are not readable: {output}");
-    assert!(output.contains("Permission denied") && output.contains("done"), "{output}");
+    assert!(
+        output.contains("cannot open directory '..'"),
+        "the list of workspaces is not readable: {output}"
+    );
+    assert!(
+        !output.contains("SQLite"),
+        "the database is not readable: {output}"
+    );
+    assert!(
+        !output.contains("logs"),
+        "the run records are not readable: {output}"
+    );
+    assert!(
+        output.contains("Permission denied") && output.contains("done"),
+        "{output}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -689,34 +720,99 @@ async fn the_command_line_submits_waits_for_lists_and_moves_files() {
     let student = app.user(Role::Student).await;
     let config = tempfile::tempdir().unwrap();
     let dir = config.path();
-    run_voxhub(dir, &["login", "--server", &app.url, "--username", &student.username, "--password-stdin"], Some(&format!("{PASSWORD}\n")))
-        .await
-        .assert_success();
+    run_voxhub(
+        dir,
+        &[
+            "login",
+            "--server",
+            &app.url,
+            "--username",
+            &student.username,
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .await
+    .assert_success();
     let submitted = run_voxhub(
         dir,
-        &["job", "submit", "--cpus", "0.5", "--mem", "64M", "--time", "1m", "--name", "cli job", "--wait", "--", "sh", "-c", "echo from-the-cli; exit 4"],
+        &[
+            "job",
+            "submit",
+            "--cpus",
+            "0.5",
+            "--mem",
+            "64M",
+            "--time",
+            "1m",
+            "--name",
+            "cli job",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo from-the-cli; exit 4",
+        ],
         None,
     )
     .await;
-    assert_eq!(submitted.code, Some(4), "the exit code of the job is the command's: {submitted:?}");
+    assert_eq!(
+        submitted.code,
+        Some(4),
+        "the exit code of the job is the command's: {submitted:?}"
+    );
     assert!(submitted.stdout.contains("from-the-cli"), "{submitted:?}");
     let listed = run_voxhub(dir, &["job", "list"], None).await;
     listed.assert_success();
-    assert!(listed.stdout.contains("cli job") && listed.stdout.contains("Failed"), "{listed:?}");
+    assert!(
+        listed.stdout.contains("cli job") && listed.stdout.contains("Failed"),
+        "{listed:?}"
+    );
 
     let local = dir.join("scan.txt");
     std::fs::write(&local, "slice thickness 1.25").unwrap();
-    run_voxhub(dir, &["workspace", "upload", local.to_str().unwrap(), "--to", "data/"], None).await.assert_success();
+    run_voxhub(
+        dir,
+        &[
+            "workspace",
+            "upload",
+            local.to_str().unwrap(),
+            "--to",
+            "data/",
+        ],
+        None,
+    )
+    .await
+    .assert_success();
     let ls = run_voxhub(dir, &["workspace", "ls", "data"], None).await;
     assert!(ls.stdout.contains("scan.txt"), "{ls:?}");
     let copy = dir.join("copy.txt");
-    run_voxhub(dir, &["workspace", "download", "data/scan.txt", "--output", copy.to_str().unwrap()], None).await.assert_success();
-    assert_eq!(std::fs::read_to_string(copy).unwrap(), "slice thickness 1.25");
+    run_voxhub(
+        dir,
+        &[
+            "workspace",
+            "download",
+            "data/scan.txt",
+            "--output",
+            copy.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await
+    .assert_success();
+    assert_eq!(
+        std::fs::read_to_string(copy).unwrap(),
+        "slice thickness 1.25"
+    );
 
     let refused = run_voxhub(dir, &["job", "submit", "--cpus", "99", "--", "true"], None).await;
     assert_ne!(refused.code, Some(0));
     assert!(refused.stderr.contains("can never run here"), "{refused:?}");
     let refused = run_voxhub(dir, &["queue", "hold", "1"], None).await;
-    assert_ne!(refused.code, Some(0), "students cannot hold work: {refused:?}");
+    assert_ne!(
+        refused.code,
+        Some(0),
+        "students cannot hold work: {refused:?}"
+    );
     assert!(refused.stderr.contains("only an admin"), "{refused:?}");
 }
