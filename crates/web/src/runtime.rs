@@ -527,11 +527,28 @@ pub async fn tick(state: &AppState) -> Result<usize, String> {
         &queued,
         &runtime.settings.policy,
     );
+    // Starts run side by side: each waits for its supervisor to record the start, and
+    // that wait, not the machine, would otherwise bound how fast the queue drains. The
+    // pass still holds the tick lock, so no other pass sees a half-started workload.
+    let mut starts = tokio::task::JoinSet::new();
     for admit in admits {
-        let Some(workload) = workloads.iter().find(|w| w.id == admit.workload_id) else {
+        let Some(workload) = workloads
+            .iter()
+            .find(|w| w.id == admit.workload_id)
+            .cloned()
+        else {
             continue;
         };
-        start(state, runtime, workload, &admit).await?;
+        let state = state.clone();
+        starts.spawn(async move {
+            match state.runtime.as_deref() {
+                Some(runtime) => start(&state, runtime, &workload, &admit).await,
+                None => Ok(()),
+            }
+        });
+    }
+    while let Some(started) = starts.join_next().await {
+        started.map_err(|e| e.to_string())??;
     }
     Ok(workloads.len())
 }
