@@ -6,44 +6,19 @@
 //! Where chromedriver is missing the test says so loudly and skips, except under CI
 //! (`CI` set), where a missing browser is a failure.
 
+mod common;
+
+use common::KillOnDrop;
 use fantoccini::{Client, ClientBuilder, Locator};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const ADMIN_PASSWORD: &str = "browser-test-admin-password";
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_voxhub(data_dir: &std::path::Path) -> (KillOnDrop, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxhub"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("VOXHUB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("VOXHUB_LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("voxhub starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("voxhub prints its address").unwrap();
-        if let Some(rest) = line.strip_prefix("voxhub is listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (KillOnDrop(child), url)
+    common::serve(data_dir, ADMIN_PASSWORD, &[])
 }
 
 fn free_port() -> u16 {

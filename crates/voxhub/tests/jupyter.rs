@@ -6,10 +6,10 @@
 //! JupyterLab comes from PyPI (`.ci/run` installs it into /opt/voxhub/jupyter-venv). Where
 //! it is missing the test says so loudly and skips, except under CI, where it fails.
 
+mod common;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,37 +24,12 @@ fn jupyter() -> Option<String> {
         .then_some(candidate)
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &std::path::Path, jupyter: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxhub"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("VOXHUB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("VOXHUB_INSTANCES__JUPYTER", jupyter)
-        .env("VOXHUB_LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("voxhub starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("voxhub prints its address").unwrap();
-        if let Some(rest) = line.strip_prefix("voxhub is listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+fn start(data_dir: &std::path::Path, jupyter: &str) -> (common::KillOnDrop, String) {
+    common::serve(
+        data_dir,
+        ADMIN_PASSWORD,
+        &[("VOXHUB_INSTANCES__JUPYTER", jupyter)],
+    )
 }
 
 async fn login(http: &reqwest::Client, url: &str, username: &str, password: &str) -> String {
@@ -103,8 +78,7 @@ async fn a_kernel_runs_code_through_the_proxy_and_nobody_else_gets_in() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let server = start(&work.path().join("data"), &jupyter);
-    let url = server.url.clone();
+    let (_server, url) = start(&work.path().join("data"), &jupyter);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

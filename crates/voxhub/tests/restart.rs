@@ -4,44 +4,24 @@
 //! whose supervisor died is marked Failed with the reason, queued work stays in the queue,
 //! and nothing runs twice.
 
+mod common;
+
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN_PASSWORD: &str = "restart-test-admin-password";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data_dir: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_voxhub"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("VOXHUB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("VOXHUB_NODE__CPUS", "3")
-        .env("VOXHUB_NODE__MEMORY", "4G")
-        .env("VOXHUB_WORKLOADS__MAX_RUNNING_PER_USER", "0")
-        .env("VOXHUB_WORKLOADS__GRACE_S", "1")
-        .env("VOXHUB_LOG__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("voxhub starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("voxhub prints its address").unwrap();
-        if let Some(rest) = line.strip_prefix("voxhub is listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), url)
+fn start(data_dir: &std::path::Path) -> (common::KillOnDrop, String) {
+    common::serve(
+        data_dir,
+        ADMIN_PASSWORD,
+        &[
+            ("VOXHUB_NODE__CPUS", "3"),
+            ("VOXHUB_NODE__MEMORY", "4G"),
+            ("VOXHUB_WORKLOADS__MAX_RUNNING_PER_USER", "0"),
+            ("VOXHUB_WORKLOADS__GRACE_S", "1"),
+        ],
+    )
 }
 
 async fn login(http: &reqwest::Client, url: &str) -> String {

@@ -1,0 +1,53 @@
+//! What the tests that run the real `voxhub` binary share: starting `voxhub serve` on a
+//! free loopback port with a data directory and extra environment, and stopping it (SIGKILL)
+//! when the guard is dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `voxhub serve --listen 127.0.0.1:0 --data-dir DIR` with `VOXHUB_ADMIN_PASSWORD`
+/// and `env`, and returns it with the address it printed.
+pub fn serve(
+    data_dir: &std::path::Path,
+    admin_password: &str,
+    env: &[(&str, &str)],
+) -> (KillOnDrop, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_voxhub"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("VOXHUB_ADMIN_PASSWORD", admin_password)
+        .env("VOXHUB_LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("voxhub starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("voxhub prints its address")
+            .expect("readable output");
+        if let Some(rest) = line.strip_prefix("voxhub is listening on ") {
+            break rest.trim().to_string();
+        }
+    };
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (KillOnDrop(child), url)
+}
