@@ -120,6 +120,17 @@ impl TestApp {
         .await
     }
 
+    /// A server that runs workloads on the given node (e.g. one that declares GPUs; no GPU
+    /// is needed: the grant only becomes `CUDA_VISIBLE_DEVICES`).
+    pub async fn spawn_on_node(node: voxhub_scheduler::Node, settings: WorkloadSettings) -> Self {
+        Self::start(
+            tempfile::tempdir().expect("temporary data directory"),
+            WebSettings::default(),
+            Some((node, settings)),
+        )
+        .await
+    }
+
     async fn start(
         dir: tempfile::TempDir,
         settings: WebSettings,

@@ -816,3 +816,60 @@ async fn the_command_line_submits_waits_for_lists_and_moves_files() {
     );
     assert!(refused.stderr.contains("only an admin"), "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_grants_become_cuda_visible_devices_and_are_never_shared() {
+    // The node declares two GPUs, as configuration can; no real GPU is needed because the
+    // grant only becomes an environment variable (NVML detection needs a driver and is not
+    // exercised here).
+    let node = voxhub_scheduler::Node {
+        name: "local".into(),
+        cpu_millis: 4000,
+        memory_mib: 4096,
+        gpu_devices: vec![0, 1],
+    };
+    let app = TestApp::spawn_on_node(node, settings()).await;
+    let student = app.user(Role::Student).await;
+    let body = |gpus: u32| json!({"argv": ["sh", "-c", "echo gpus=[$CUDA_VISIBLE_DEVICES]; sleep 2"], "gpus": gpus, "memory": "64M", "time_limit": "1m"});
+    let (_, first) = submit(&app, &student.token, body(1)).await;
+    let (_, second) = submit(&app, &student.token, body(1)).await;
+    let (_, none) = submit(&app, &student.token, body(0)).await;
+    let (_, waiting) = submit(&app, &student.token, body(1)).await;
+    let ids: Vec<i64> = [&first, &second, &none, &waiting]
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .collect();
+    let running_first = wait_for(&app, &student.token, ids[0], &["running", "succeeded"]).await;
+    let running_second = wait_for(&app, &student.token, ids[1], &["running", "succeeded"]).await;
+    let mut devices = vec![
+        running_first["gpu_devices"][0].as_u64().unwrap(),
+        running_second["gpu_devices"][0].as_u64().unwrap(),
+    ];
+    devices.sort();
+    assert_eq!(devices, vec![0, 1], "two jobs, two different GPUs");
+    let third = app
+        .get_ok(&student.token, &format!("/api/v1/workloads/{}", ids[3]))
+        .await;
+    assert_eq!(
+        third["state"], "queued",
+        "a third GPU job waits for a free GPU: {third}"
+    );
+    for id in &ids {
+        wait_for(&app, &student.token, *id, &["succeeded"]).await;
+    }
+    let output = logs(&app, &student.token, ids[0]).await;
+    assert!(
+        output.contains(&format!("gpus=[{}]", running_first["gpu_devices"][0])),
+        "{output}"
+    );
+    assert!(
+        logs(&app, &student.token, ids[2]).await.contains("gpus=[]"),
+        "no GPU is visible without a grant"
+    );
+    let (status, body) = submit(&app, &student.token, body(3)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "3 GPUs can never fit a 2-GPU machine: {body}"
+    );
+}
