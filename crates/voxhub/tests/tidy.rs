@@ -109,4 +109,18 @@ fn crate_dependencies_flow_one_way() {
             "executors never touch the database or HTTP, but exec uses {forbidden}"
         );
     }
+    let imaging = dependencies("imaging");
+    for forbidden in [
+        "voxhub-core",
+        "voxhub-store",
+        "voxhub-web",
+        "sqlx",
+        "axum",
+        "tokio",
+    ] {
+        assert!(
+            !imaging.iter().any(|d| d == forbidden),
+            "the imaging library knows nothing of HTTP or SQL, but uses {forbidden}"
+        );
+    }
 }
