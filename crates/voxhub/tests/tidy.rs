@@ -109,6 +109,13 @@ fn crate_dependencies_flow_one_way() {
             "executors never touch the database or HTTP, but exec uses {forbidden}"
         );
     }
+    let storage = dependencies("storage");
+    for forbidden in ["voxhub-core", "voxhub-store", "voxhub-web", "sqlx", "axum"] {
+        assert!(
+            !storage.iter().any(|d| d == forbidden),
+            "object storage knows nothing of HTTP, SQL or the domain, but uses {forbidden}"
+        );
+    }
     let imaging = dependencies("imaging");
     for forbidden in [
         "voxhub-core",
