@@ -32,22 +32,6 @@ fn start(data_dir: &std::path::Path, jupyter: &str) -> (common::KillOnDrop, Stri
     )
 }
 
-async fn login(http: &reqwest::Client, url: &str, username: &str, password: &str) -> String {
-    let body: Value = http
-        .post(format!("{url}/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("login failed: {body}"))
-        .to_string()
-}
-
 async fn student(http: &reqwest::Client, url: &str, admin: &str, username: &str) -> String {
     let response = http
         .post(format!("{url}/api/v1/users"))
@@ -61,7 +45,7 @@ async fn student(http: &reqwest::Client, url: &str, admin: &str, username: &str)
         "{}",
         response.text().await.unwrap()
     );
-    login(http, url, username, "a-student-password").await
+    common::login(http, url, username, "a-student-password").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +67,7 @@ async fn a_kernel_runs_code_through_the_proxy_and_nobody_else_gets_in() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let admin = login(&http, &url, "admin", ADMIN_PASSWORD).await;
+    let admin = common::login(&http, &url, "admin", ADMIN_PASSWORD).await;
     let owner = student(&http, &url, &admin, "owner").await;
     let intruder = student(&http, &url, &admin, "intruder").await;
 

@@ -24,19 +24,6 @@ fn start(data_dir: &std::path::Path) -> (common::KillOnDrop, String) {
     )
 }
 
-async fn login(http: &reqwest::Client, url: &str) -> String {
-    let body: Value = http
-        .post(format!("{url}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["token"].as_str().unwrap().to_string()
-}
-
 async fn submit(http: &reqwest::Client, url: &str, token: &str, script: &str, cpus: f64) -> i64 {
     let body: Value = http
         .post(format!("{url}/api/v1/jobs"))
@@ -103,7 +90,7 @@ async fn a_killed_server_re_adopts_running_work_and_records_what_ended_while_it_
     let data_dir = work.path().join("data");
     let http = reqwest::Client::new();
     let (server, url) = start(&data_dir);
-    let token = login(&http, &url).await;
+    let token = common::login(&http, &url, "admin", ADMIN_PASSWORD).await;
 
     let finishes = submit(
         &http,
@@ -137,7 +124,7 @@ async fn a_killed_server_re_adopts_running_work_and_records_what_ended_while_it_
     assert!(alive(survivor), "workloads outlive the server");
 
     let (_server, url) = start(&data_dir);
-    let token = login(&http, &url).await;
+    let token = common::login(&http, &url, "admin", ADMIN_PASSWORD).await;
     let done = wait_for(&http, &url, &token, finishes, &["succeeded", "failed"]).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let output = http

@@ -1,6 +1,6 @@
 //! What the tests that run the real `voxhub` binary share: starting `voxhub serve` on a
 //! free loopback port with a data directory and extra environment, and stopping it (SIGKILL)
-//! when the guard is dropped.
+//! when the guard is dropped; logging in through the API.
 
 #![allow(dead_code)]
 
@@ -50,4 +50,21 @@ pub fn serve(
     // Keep draining its output so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (KillOnDrop(child), url)
+}
+
+/// Logs in through the API and returns the session token.
+pub async fn login(http: &reqwest::Client, url: &str, username: &str, password: &str) -> String {
+    let body: serde_json::Value = http
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    body["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {body}"))
+        .to_string()
 }
