@@ -183,6 +183,58 @@ pub fn can_use_workspace(actor: &Actor, owner_id: i64) -> Result<(), Denied> {
     }
 }
 
+/// Seeing a dataset (its index, images, volumes, DICOMweb): its owner, admins, and every
+/// member of the class it is shared with. `membership` is the caller's role in that class,
+/// `None` when the dataset is private or the caller is not in the class.
+pub fn can_view_dataset(
+    actor: &Actor,
+    owner_id: i64,
+    membership: Option<ClassRole>,
+) -> Result<(), Denied> {
+    if actor.user_id == owner_id || actor.role == Role::Admin || membership.is_some() {
+        Ok(())
+    } else {
+        Err(Denied(
+            "this dataset is not shared with you; ask its owner or your teacher to share it with your class".into(),
+        ))
+    }
+}
+
+/// Uploading into a dataset, renaming, sharing or deleting it: its owner, admins, and the
+/// teachers of the class it is shared with (co-teachers publish together). Students of that
+/// class read only.
+pub fn can_change_dataset(
+    actor: &Actor,
+    owner_id: i64,
+    membership: Option<ClassRole>,
+) -> Result<(), Denied> {
+    if actor.user_id == owner_id
+        || actor.role == Role::Admin
+        || membership == Some(ClassRole::Teacher)
+    {
+        Ok(())
+    } else if membership == Some(ClassRole::Student) {
+        Err(Denied(
+            "this dataset is shared with your class read-only; only its teachers can change it".into(),
+        ))
+    } else {
+        Err(Denied(
+            "this dataset is not yours, so you cannot change it".into(),
+        ))
+    }
+}
+
+/// Sharing a dataset with a class publishes it to every student of the class, so only the
+/// class's teachers and admins may do it. `membership` is the caller's role in the target class.
+pub fn can_share_dataset_with(actor: &Actor, membership: Option<ClassRole>) -> Result<(), Denied> {
+    match (actor.role, membership) {
+        (Role::Admin, _) | (_, Some(ClassRole::Teacher)) => Ok(()),
+        _ => Err(Denied(
+            "only the teachers of a class can share datasets with it; keep the dataset private or ask a teacher".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +353,34 @@ mod tests {
         assert!(can_view_user(&STUDENT, 2).is_err());
         assert!(can_view_user(&TEACHER, 3).is_err());
         assert!(can_view_user(&ADMIN, 2).is_ok());
+    }
+    #[test]
+    fn datasets_are_seen_by_owner_admin_and_the_shared_class_only() {
+        assert!(can_view_dataset(&STUDENT, 3, None).is_ok());
+        assert!(can_view_dataset(&ADMIN, 3, None).is_ok());
+        assert!(can_view_dataset(&STUDENT, 2, Some(ClassRole::Student)).is_ok());
+        let denied = can_view_dataset(&STUDENT, 2, None).unwrap_err();
+        assert!(denied.0.contains("not shared with you"));
+        assert!(can_view_dataset(&TEACHER, 3, None).is_err());
+    }
+
+    #[test]
+    fn students_of_the_class_read_shared_datasets_only() {
+        assert!(can_change_dataset(&TEACHER, 2, None).is_ok());
+        assert!(can_change_dataset(&ADMIN, 2, None).is_ok());
+        assert!(can_change_dataset(&TEACHER, 9, Some(ClassRole::Teacher)).is_ok());
+        let denied = can_change_dataset(&STUDENT, 2, Some(ClassRole::Student)).unwrap_err();
+        assert!(denied.0.contains("read-only"));
+        assert!(can_change_dataset(&STUDENT, 2, None).is_err());
+    }
+
+    #[test]
+    fn only_class_teachers_share_datasets_with_a_class() {
+        assert!(can_share_dataset_with(&ADMIN, None).is_ok());
+        assert!(can_share_dataset_with(&TEACHER, Some(ClassRole::Teacher)).is_ok());
+        assert!(can_share_dataset_with(&TEACHER, None).is_err());
+        assert!(can_share_dataset_with(&STUDENT, Some(ClassRole::Student)).is_err());
+        // A student appointed to teach a class may publish to it.
+        assert!(can_share_dataset_with(&STUDENT, Some(ClassRole::Teacher)).is_ok());
     }
 }

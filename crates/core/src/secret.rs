@@ -33,6 +33,11 @@ pub fn new_token() -> NewToken {
     }
 }
 
+/// 32 random bytes for a keyed secret (the de-identification key).
+pub fn new_key() -> [u8; 32] {
+    rand::random()
+}
+
 /// The hex SHA-256 digest under which a token is stored and looked up.
 pub fn token_digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))

@@ -9,7 +9,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
-use dicom_pixeldata::PixelDecoder;
+use dicom_pixeldata::{PixelDecoder, PlanarConfiguration};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
 /// Largest decoded pixel buffer accepted for one file. A header can claim any size; this
@@ -69,12 +69,17 @@ pub enum ImagingError {
         uid: String,
         reason: String,
     },
+    #[error("the data set could not be written as a DICOM file (transfer syntax {uid}): {reason}")]
+    Encode { uid: String, reason: String },
 }
 
-/// The attributes voxhub indexes a file by. Missing optional attributes are `None`.
+/// The attributes voxhub indexes a file by: what a DICOMweb QIDO-RS study, series and
+/// instance query returns and what the browse pages show. Text as written (trimmed of
+/// padding; several values joined by a backslash); missing or empty attributes are `None`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexedAttributes {
     pub patient_id: Option<String>,
+    /// Person Name as written: `Family^Given^Middle^Prefix^Suffix`, groups joined by `=`.
     pub patient_name: Option<String>,
     pub study_instance_uid: Option<String>,
     pub series_instance_uid: Option<String>,
@@ -82,11 +87,38 @@ pub struct IndexedAttributes {
     pub sop_class_uid: Option<String>,
     pub modality: Option<String>,
     pub body_part_examined: Option<String>,
+    /// Dates as written (`YYYYMMDD`), times as written (`HHMMSS.FFFFFF`, possibly shorter).
     pub study_date: Option<String>,
     pub series_date: Option<String>,
     pub acquisition_date: Option<String>,
     pub series_description: Option<String>,
     pub instance_number: Option<i32>,
+    /// Patient's Sex: `M`, `F` or `O`.
+    pub patient_sex: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub study_time: Option<String>,
+    pub study_description: Option<String>,
+    /// Study ID, the department's own identifier (not the Study Instance UID).
+    pub study_id: Option<String>,
+    pub accession_number: Option<String>,
+    pub referring_physician_name: Option<String>,
+    pub series_number: Option<i32>,
+    pub series_time: Option<String>,
+    pub protocol_name: Option<String>,
+    pub content_date: Option<String>,
+    pub content_time: Option<String>,
+    /// Timezone Offset From UTC of the dates and times above, as written (`+0100`).
+    pub timezone_offset_from_utc: Option<String>,
+    pub manufacturer: Option<String>,
+    pub manufacturer_model_name: Option<String>,
+    pub institution_name: Option<String>,
+    pub station_name: Option<String>,
+    /// Rows, Columns, Bits Allocated and Number of Frames as written; `None` when the
+    /// attribute is absent (Number of Frames is absent from most single-frame images).
+    pub rows: Option<u32>,
+    pub columns: Option<u32>,
+    pub bits_allocated: Option<u16>,
+    pub number_of_frames: Option<u32>,
 }
 
 /// Where the image lies in the patient (LPS, millimetres) and its grid.
@@ -229,6 +261,51 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<DicomImage, ImagingError>
     from_object(path, object, false)
 }
 
+/// Explicit VR Little Endian, what a file is written in when its own transfer syntax
+/// cannot be written.
+const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
+
+/// Writes a file object as DICOM Part 10 bytes: a 128-byte preamble of zeros, `DICM`, the
+/// file meta group (its group length recomputed) and the data set in the object's transfer
+/// syntax, encapsulated pixel data written unchanged. Only when dicom-rs cannot write the
+/// data set in that transfer syntax and its pixel data is native (not encapsulated) is it
+/// written as Explicit VR Little Endian instead, the meta group saying so.
+pub fn encode_file(object: &FileDicomObject<InMemDicomObject>) -> Result<Vec<u8>, ImagingError> {
+    let uid = object.meta().transfer_syntax().to_owned();
+    let first = match write_part10(object, &uid) {
+        Ok(bytes) => return Ok(bytes),
+        Err(reason) => reason,
+    };
+    let native = TransferSyntaxRegistry
+        .get(&uid)
+        .is_some_and(|ts| !ts.is_encapsulated_pixel_data());
+    if !native || uid == EXPLICIT_VR_LITTLE_ENDIAN {
+        return Err(ImagingError::Encode { uid, reason: first });
+    }
+    write_part10(object, EXPLICIT_VR_LITTLE_ENDIAN).map_err(|second| ImagingError::Encode {
+        uid,
+        reason: format!("{first}; as Explicit VR Little Endian: {second}"),
+    })
+}
+
+fn write_part10(object: &FileDicomObject<InMemDicomObject>, uid: &str) -> Result<Vec<u8>, String> {
+    let ts = TransferSyntaxRegistry
+        .get(uid)
+        .ok_or_else(|| format!("transfer syntax {uid} is unknown"))?;
+    let mut meta = object.meta().clone();
+    meta.transfer_syntax = uid.to_owned();
+    meta.update_information_group_length();
+    let mut bytes = Vec::with_capacity(1024);
+    bytes.extend_from_slice(&[0; 128]);
+    bytes.extend_from_slice(b"DICM");
+    meta.write(&mut bytes).map_err(|e| e.to_string())?;
+    let dataset: &InMemDicomObject = object;
+    dataset
+        .write_dataset_with_ts(&mut bytes, ts)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
 fn has_dicm_magic(bytes: &[u8]) -> bool {
     (bytes.len() >= 132 && &bytes[128..132] == b"DICM") || bytes.starts_with(b"DICM")
 }
@@ -319,6 +396,10 @@ fn unsigned(object: &InMemDicomObject, tag: Tag) -> Option<u32> {
     object.get(tag)?.to_int::<u32>().ok()
 }
 
+fn integer(object: &InMemDicomObject, tag: Tag) -> Option<i32> {
+    object.get(tag)?.to_int::<i32>().ok()
+}
+
 fn from_object(
     path: &Path,
     object: FileDicomObject<InMemDicomObject>,
@@ -343,9 +424,28 @@ fn from_object(
         series_date: text(dataset, tags::SERIES_DATE),
         acquisition_date: text(dataset, tags::ACQUISITION_DATE),
         series_description: text(dataset, tags::SERIES_DESCRIPTION),
-        instance_number: dataset
-            .get(tags::INSTANCE_NUMBER)
-            .and_then(|e| e.to_int::<i32>().ok()),
+        instance_number: integer(dataset, tags::INSTANCE_NUMBER),
+        patient_sex: text(dataset, tags::PATIENT_SEX),
+        patient_birth_date: text(dataset, tags::PATIENT_BIRTH_DATE),
+        study_time: text(dataset, tags::STUDY_TIME),
+        study_description: text(dataset, tags::STUDY_DESCRIPTION),
+        study_id: text(dataset, tags::STUDY_ID),
+        accession_number: text(dataset, tags::ACCESSION_NUMBER),
+        referring_physician_name: text(dataset, tags::REFERRING_PHYSICIAN_NAME),
+        series_number: integer(dataset, tags::SERIES_NUMBER),
+        series_time: text(dataset, tags::SERIES_TIME),
+        protocol_name: text(dataset, tags::PROTOCOL_NAME),
+        content_date: text(dataset, tags::CONTENT_DATE),
+        content_time: text(dataset, tags::CONTENT_TIME),
+        timezone_offset_from_utc: text(dataset, tags::TIMEZONE_OFFSET_FROM_UTC),
+        manufacturer: text(dataset, tags::MANUFACTURER),
+        manufacturer_model_name: text(dataset, tags::MANUFACTURER_MODEL_NAME),
+        institution_name: text(dataset, tags::INSTITUTION_NAME),
+        station_name: text(dataset, tags::STATION_NAME),
+        rows: unsigned(dataset, tags::ROWS),
+        columns: unsigned(dataset, tags::COLUMNS),
+        bits_allocated: unsigned(dataset, tags::BITS_ALLOCATED).and_then(|b| u16::try_from(b).ok()),
+        number_of_frames: unsigned(dataset, tags::NUMBER_OF_FRAMES),
     };
     let rows = unsigned(dataset, tags::ROWS);
     let columns = unsigned(dataset, tags::COLUMNS);
@@ -414,6 +514,11 @@ impl DicomImage {
     /// The underlying dicom-rs object, for callers that need an attribute not indexed here.
     pub fn object(&self) -> &FileDicomObject<InMemDicomObject> {
         &self.object
+    }
+
+    /// Gives up the parsed form for the dicom-rs object itself (to change and write it).
+    pub fn into_object(self) -> FileDicomObject<InMemDicomObject> {
+        self.object
     }
 
     /// The transfer syntax's name from the registry, or the UID when it is unknown.
@@ -515,7 +620,7 @@ pub fn pixels(image: &DicomImage) -> Result<Frames, ImagingError> {
         .object
         .decode_pixel_data()
         .map_err(|e| decode_error(&e))?;
-    let photometric = decoded.photometric_interpretation().as_str().to_owned();
+    let mut photometric = decoded.photometric_interpretation().as_str().to_owned();
     let samples_per_pixel = decoded.samples_per_pixel();
     let monochrome = photometric.starts_with("MONOCHROME");
     let (slope, intercept) = if monochrome {
@@ -525,9 +630,32 @@ pub fn pixels(image: &DicomImage) -> Result<Frames, ImagingError> {
     };
     let samples_per_frame =
         geometry.rows as usize * geometry.columns as usize * samples_per_pixel as usize;
+    // Decoders hand compressed colour over as interleaved RGB; only native data can still
+    // be planar or subsampled YBR_FULL_422 here.
+    let planar = decoded.planar_configuration() == PlanarConfiguration::PixelFirst;
+    let subsampled = photometric == "YBR_FULL_422" && samples_per_pixel == 3;
+    let bytes_per_sample = usize::from(decoded.bits_allocated().div_ceil(8));
     let mut frames = Vec::with_capacity(geometry.number_of_frames as usize);
     for frame in 0..geometry.number_of_frames {
-        let data = decoded.frame_data(frame).map_err(|e| decode_error(&e))?;
+        let expanded;
+        let data = if subsampled {
+            // PS3.3 C.7.6.3.1.2: two pixels share one Cb and one Cr, so a frame holds two
+            // samples per pixel.
+            let frame_bytes = samples_per_frame / 3 * 2 * bytes_per_sample;
+            let start = frame as usize * frame_bytes;
+            let data = decoded
+                .data()
+                .get(start..start + frame_bytes)
+                .ok_or_else(|| {
+                    decode_error(&format!(
+                        "YBR_FULL_422 frame {frame} needs {frame_bytes} bytes, the pixel data ends before"
+                    ))
+                })?;
+            expanded = expand_ybr_422(data, bytes_per_sample);
+            expanded.as_slice()
+        } else {
+            decoded.frame_data(frame).map_err(|e| decode_error(&e))?
+        };
         let values = stored_values(data, format, decoded.bits_allocated(), samples_per_frame)
             .ok_or_else(|| {
                 decode_error(&format!(
@@ -535,6 +663,11 @@ pub fn pixels(image: &DicomImage) -> Result<Frames, ImagingError> {
                     data.len()
                 ))
             })?;
+        let values = if planar {
+            deinterleave_planes(values, usize::from(samples_per_pixel), samples_per_frame)
+        } else {
+            values
+        };
         frames.push(
             values
                 .into_iter()
@@ -542,13 +675,417 @@ pub fn pixels(image: &DicomImage) -> Result<Frames, ImagingError> {
                 .collect(),
         );
     }
-    Ok(Frames {
+    if subsampled {
+        photometric = "YBR_FULL".into();
+    }
+    let frames = Frames {
         rows: geometry.rows,
         columns: geometry.columns,
         samples_per_pixel,
         photometric_interpretation: photometric,
         frames,
+    };
+    to_rgb(image, frames, decoded.bits_allocated())
+}
+
+/// Turns YBR_FULL_422 samples (Y1 Y2 Cb Cr for each pair of pixels) into YBR_FULL
+/// (Y1 Cb Cr Y2 Cb Cr), each sample `bytes_per_sample` bytes wide.
+fn expand_ybr_422(data: &[u8], bytes_per_sample: usize) -> Vec<u8> {
+    let group = 4 * bytes_per_sample;
+    let mut out = Vec::with_capacity(data.len() / 2 * 3);
+    for pair in data.chunks_exact(group) {
+        let sample = |index: usize| &pair[index * bytes_per_sample..(index + 1) * bytes_per_sample];
+        for y in [0, 1] {
+            out.extend_from_slice(sample(y));
+            out.extend_from_slice(sample(2));
+            out.extend_from_slice(sample(3));
+        }
+    }
+    out
+}
+
+/// Colour images as RGB: 8-bit YBR_FULL converted as pydicom's `convert_color_space`
+/// does, and PALETTE COLOR indices looked up in the palette as pydicom's
+/// `apply_color_lut` does (RGB only: an alpha palette is ignored). Other images are left
+/// as they are.
+fn to_rgb(
+    image: &DicomImage,
+    mut frames: Frames,
+    bits_allocated: u16,
+) -> Result<Frames, ImagingError> {
+    match (
+        frames.photometric_interpretation.as_str(),
+        frames.samples_per_pixel,
+    ) {
+        ("YBR_FULL" | "YBR_FULL_422", 3) if bits_allocated == 8 => {
+            for frame in &mut frames.frames {
+                ybr_full_to_rgb(frame);
+            }
+            frames.photometric_interpretation = "RGB".into();
+        }
+        ("PALETTE COLOR", 1) => {
+            let palette = Palette::read(image)?;
+            for frame in &mut frames.frames {
+                *frame = palette.apply(frame);
+            }
+            frames.samples_per_pixel = 3;
+            frames.photometric_interpretation = "RGB".into();
+        }
+        _ => {}
+    }
+    Ok(frames)
+}
+
+/// YBR_FULL to RGB in place (PS3.3 C.7.6.3.1.2) with pydicom's single-precision matrix,
+/// each channel accumulated Y, Cb, Cr by fused multiply-adds as numpy's matrix product
+/// does, then rounded half up: identical to pydicom for all 2^24 inputs.
+fn ybr_full_to_rgb(samples: &mut [f32]) {
+    let matrix: [[f32; 3]; 3] = [
+        [1.0, 0.0, 1.402],
+        [
+            1.0,
+            (-0.114 * 1.772 / 0.587) as f32,
+            (-0.299 * 1.402 / 0.587) as f32,
+        ],
+        [1.0, 1.772, 0.0],
+    ];
+    for pixel in samples.chunks_exact_mut(3) {
+        let ybr = [pixel[0], pixel[1] - 128.0, pixel[2] - 128.0];
+        for (out, row) in pixel.iter_mut().zip(&matrix) {
+            let sum = ybr
+                .iter()
+                .zip(row)
+                .fold(0.0f32, |sum, (value, weight)| value.mul_add(*weight, sum));
+            *out = (sum + 0.5).floor().clamp(0.0, 255.0);
+        }
+    }
+}
+
+/// Palette Color Lookup Tables (PS3.3 C.7.6.3.1.5, C.7.6.3.1.6 and segmented C.7.9.2).
+struct Palette {
+    first_mapped: i64,
+    entries: usize,
+    /// Red, green and blue entries.
+    tables: [Vec<u16>; 3],
+}
+
+/// A segmented palette may not expand beyond this many entries (the most a descriptor
+/// can declare).
+const MAX_PALETTE_ENTRIES: usize = 65_536;
+
+const PALETTE_DESCRIPTORS: [Tag; 3] = [
+    tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+    tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+    tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+];
+const PALETTE_DATA: [Tag; 3] = [
+    tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+    tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+    tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+];
+const SEGMENTED_PALETTE_DATA: [Tag; 3] = [
+    tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+    tags::SEGMENTED_GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+    tags::SEGMENTED_BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+];
+
+impl Palette {
+    fn read(image: &DicomImage) -> Result<Palette, ImagingError> {
+        let dataset: &InMemDicomObject = &image.object;
+        let invalid =
+            |tag: Tag, name: &'static str, reason: String| ImagingError::InvalidAttribute {
+                path: image.path.clone(),
+                name,
+                tag,
+                reason,
+            };
+        let descriptor_tag = PALETTE_DESCRIPTORS[0];
+        let descriptor: Vec<i64> = dataset
+            .get(descriptor_tag)
+            .ok_or_else(|| ImagingError::MissingAttribute {
+                path: image.path.clone(),
+                name: "Red Palette Color Lookup Table Descriptor",
+                tag: descriptor_tag,
+            })?
+            .to_multi_int::<i64>()
+            .map_err(|e| {
+                invalid(
+                    descriptor_tag,
+                    "Red Palette Color Lookup Table Descriptor",
+                    e.to_string(),
+                )
+            })?;
+        let [entries, first_mapped, nominal_bits] = descriptor[..] else {
+            return Err(invalid(
+                descriptor_tag,
+                "Red Palette Color Lookup Table Descriptor",
+                format!("expected 3 numbers, found {}", descriptor.len()),
+            ));
+        };
+        // A first value of 0 means 2^16 entries; SS descriptors can read it as negative.
+        let entries = match entries {
+            0 => 65_536,
+            n if n < 0 => n + 65_536,
+            n => n,
+        } as usize;
+        if !matches!(nominal_bits, 8 | 16) {
+            return Err(invalid(
+                descriptor_tag,
+                "Red Palette Color Lookup Table Descriptor",
+                format!("entries of {nominal_bits} bits; only 8 and 16 are defined"),
+            ));
+        }
+        let big_endian = image.transfer_syntax_uid == BIG_ENDIAN;
+        let mut tables: [Vec<u16>; 3] = Default::default();
+        for (channel, table) in tables.iter_mut().enumerate() {
+            let name = ["Red", "Green", "Blue"][channel];
+            if let Some(element) = dataset.get(PALETTE_DATA[channel]) {
+                let bytes = file_order_bytes(element.value(), big_endian).ok_or_else(|| {
+                    invalid(
+                        PALETTE_DATA[channel],
+                        "Palette Color Lookup Table Data",
+                        format!("{name} table is not binary"),
+                    )
+                })?;
+                // The real width of an entry is what the data holds (8-bit entries are often
+                // declared as 16); pydicom does the same.
+                *table = if bytes.len() == entries {
+                    bytes.iter().map(|&b| u16::from(b)).collect()
+                } else if bytes.len() == 2 * entries {
+                    words(&bytes, big_endian)
+                } else {
+                    return Err(invalid(
+                        PALETTE_DATA[channel],
+                        "Palette Color Lookup Table Data",
+                        format!(
+                            "{name} table has {} bytes for {entries} entries",
+                            bytes.len()
+                        ),
+                    ));
+                };
+            } else if let Some(element) = dataset.get(SEGMENTED_PALETTE_DATA[channel]) {
+                let invalid_segments = |reason: String| {
+                    invalid(
+                        SEGMENTED_PALETTE_DATA[channel],
+                        "Segmented Palette Color Lookup Table Data",
+                        format!("{name} table: {reason}"),
+                    )
+                };
+                let bytes = file_order_bytes(element.value(), big_endian)
+                    .ok_or_else(|| invalid_segments("not binary".into()))?;
+                let segments: Vec<u16> = if nominal_bits == 8 {
+                    bytes.iter().map(|&b| u16::from(b)).collect()
+                } else {
+                    words(&bytes, big_endian)
+                };
+                *table = expand_segments(&segments, nominal_bits == 8, big_endian)
+                    .map_err(invalid_segments)?;
+            } else {
+                return Err(ImagingError::MissingAttribute {
+                    path: image.path.clone(),
+                    name: "Palette Color Lookup Table Data",
+                    tag: PALETTE_DATA[channel],
+                });
+            }
+            if table.len() < entries.min(MAX_PALETTE_ENTRIES) {
+                return Err(invalid(
+                    PALETTE_DATA[channel],
+                    "Palette Color Lookup Table Data",
+                    format!(
+                        "{name} table has {} entries, the descriptor says {entries}",
+                        table.len()
+                    ),
+                ));
+            }
+        }
+        Ok(Palette {
+            first_mapped,
+            entries,
+            tables,
+        })
+    }
+
+    /// Looks each index up: below the first mapped value is the first entry, beyond the
+    /// last entry is the last entry.
+    fn apply(&self, indices: &[f32]) -> Vec<f32> {
+        let last = self.entries - 1;
+        let mut rgb = Vec::with_capacity(indices.len() * 3);
+        for &index in indices {
+            let entry = (index as i64 - self.first_mapped).clamp(0, last as i64) as usize;
+            rgb.extend(self.tables.iter().map(|table| f32::from(table[entry])));
+        }
+        rgb
+    }
+}
+
+/// The bytes of a binary value in the order the file holds them (dicom-rs keeps OW data
+/// as native 16-bit words).
+fn file_order_bytes(
+    value: &dicom_core::value::Value<InMemDicomObject>,
+    big_endian: bool,
+) -> Option<Vec<u8>> {
+    use dicom_core::value::{PrimitiveValue, Value};
+    Some(match value {
+        Value::Primitive(PrimitiveValue::U8(bytes)) => bytes.to_vec(),
+        Value::Primitive(PrimitiveValue::U16(words)) => words
+            .iter()
+            .flat_map(|w| {
+                if big_endian {
+                    w.to_be_bytes()
+                } else {
+                    w.to_le_bytes()
+                }
+            })
+            .collect(),
+        Value::Primitive(PrimitiveValue::I16(words)) => words
+            .iter()
+            .flat_map(|w| {
+                if big_endian {
+                    w.to_be_bytes()
+                } else {
+                    w.to_le_bytes()
+                }
+            })
+            .collect(),
+        _ => return None,
     })
+}
+
+fn words(bytes: &[u8], big_endian: bool) -> Vec<u16> {
+    bytes
+        .chunks_exact(2)
+        .map(|pair| {
+            let pair = [pair[0], pair[1]];
+            if big_endian {
+                u16::from_be_bytes(pair)
+            } else {
+                u16::from_le_bytes(pair)
+            }
+        })
+        .collect()
+}
+
+/// Expands segmented palette data (PS3.3 C.7.9.2): discrete segments (opcode 0) copy
+/// values, linear segments (1) interpolate from the last value, rounded half to even as
+/// pydicom does, and indirect segments (2) replay earlier segments found at an offset.
+/// With 8-bit entries an indirect offset spans four entries, in the file's byte order.
+fn expand_segments(data: &[u16], eight_bit: bool, big_endian: bool) -> Result<Vec<u16>, String> {
+    let mut table = Vec::new();
+    expand_segments_into(data, 0, None, eight_bit, big_endian, 0, &mut table)?;
+    Ok(table)
+}
+
+fn expand_segments_into(
+    data: &[u16],
+    start: usize,
+    segments: Option<usize>,
+    eight_bit: bool,
+    big_endian: bool,
+    depth: usize,
+    table: &mut Vec<u16>,
+) -> Result<(), String> {
+    if depth > 8 {
+        return Err("indirect segments nest too deeply".into());
+    }
+    let mut offset = start;
+    let mut done = 0;
+    // A trailing padding entry is not a segment: every segment is at least 2 entries long.
+    while offset + 1 < data.len() && segments.is_none_or(|n| done < n) {
+        let (opcode, length) = (data[offset], usize::from(data[offset + 1]));
+        offset += 2;
+        match opcode {
+            0 => {
+                let values = data
+                    .get(offset..offset + length)
+                    .ok_or("a discrete segment runs past the data")?;
+                table.extend_from_slice(values);
+                offset += length;
+            }
+            1 => {
+                let y0 = f64::from(*table.last().ok_or("the first segment is a linear one")?);
+                let y1 = f64::from(
+                    *data
+                        .get(offset)
+                        .ok_or("a linear segment has no end value")?,
+                );
+                offset += 1;
+                if length == 1 || y0 == y1 {
+                    table.extend(std::iter::repeat_n(y1 as u16, length));
+                } else {
+                    // Evenly spaced from one step after y0 to y1, as numpy's linspace.
+                    let first = y0 + (y1 - y0) / length as f64;
+                    let step = (y1 - first) / (length - 1) as f64;
+                    table.extend((0..length).map(|i| {
+                        let value = if i == length - 1 {
+                            y1
+                        } else {
+                            i as f64 * step + first
+                        };
+                        value.round_ties_even() as u16
+                    }));
+                }
+            }
+            2 => {
+                if table.is_empty() {
+                    return Err("the first segment is an indirect one".into());
+                }
+                let target = if eight_bit {
+                    let bytes: Vec<usize> = data
+                        .get(offset..offset + 4)
+                        .ok_or("an indirect segment has no offset")?
+                        .iter()
+                        .map(|&b| usize::from(b))
+                        .collect();
+                    offset += 4;
+                    // The 32-bit offset is two 16-bit words, low word first, each written
+                    // in the file's byte order.
+                    let word = |first: usize, second: usize| {
+                        if big_endian {
+                            first << 8 | second
+                        } else {
+                            second << 8 | first
+                        }
+                    };
+                    word(bytes[2], bytes[3]) << 16 | word(bytes[0], bytes[1])
+                } else {
+                    let low = usize::from(
+                        *data
+                            .get(offset)
+                            .ok_or("an indirect segment has no offset")?,
+                    );
+                    let high = usize::from(
+                        *data
+                            .get(offset + 1)
+                            .ok_or("an indirect segment has no offset")?,
+                    );
+                    offset += 2;
+                    high << 16 | low
+                };
+                if target >= data.len() {
+                    return Err(format!(
+                        "an indirect segment points to entry {target}, past the data"
+                    ));
+                }
+                expand_segments_into(
+                    data,
+                    target,
+                    Some(length),
+                    eight_bit,
+                    big_endian,
+                    depth + 1,
+                    table,
+                )?;
+            }
+            other => return Err(format!("unknown segment opcode {other}")),
+        }
+        if table.len() > MAX_PALETTE_ENTRIES {
+            return Err(format!(
+                "the table expands beyond {MAX_PALETTE_ENTRIES} entries"
+            ));
+        }
+        done += 1;
+    }
+    Ok(())
 }
 
 const BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
@@ -624,25 +1161,34 @@ fn big_endian_pixels(
                 .collect();
             let values = stored_values(&native, format, format.bits_allocated, samples_per_frame)
                 .expect("length checked above");
-            deinterleave_planes(values, format, samples_per_frame)
+            let values = if format.planar_configuration == 1 {
+                deinterleave_planes(
+                    values,
+                    usize::from(format.samples_per_pixel),
+                    samples_per_frame,
+                )
+            } else {
+                values
+            };
+            values
                 .into_iter()
                 .map(|v| (v * slope + intercept) as f32)
                 .collect()
         })
         .collect();
-    Ok(Frames {
+    let frames = Frames {
         rows: geometry.rows,
         columns: geometry.columns,
         samples_per_pixel: format.samples_per_pixel,
         photometric_interpretation: format.photometric_interpretation.clone(),
         frames,
-    })
+    };
+    to_rgb(image, frames, format.bits_allocated)
 }
 
 /// Turns planar colour (R plane, G plane, B plane) into interleaved samples.
-fn deinterleave_planes(values: Vec<f64>, format: &PixelFormat, count: usize) -> Vec<f64> {
-    let samples = usize::from(format.samples_per_pixel);
-    if samples == 1 || format.planar_configuration == 0 {
+fn deinterleave_planes(values: Vec<f64>, samples: usize, count: usize) -> Vec<f64> {
+    if samples == 1 {
         return values;
     }
     let pixels = count / samples;

@@ -89,4 +89,12 @@ pub trait ObjectStore: Send + Sync {
     /// more than the longest put can take (an hour is generous); `Duration::ZERO` is only
     /// safe while no put runs.
     async fn sweep_temporaries(&self, older_than: Duration) -> Result<usize, StorageError>;
+
+    /// The file on this machine that holds an object, for backends that keep objects as
+    /// local files (`None` for the others), so a caller can hard-link it instead of copying
+    /// it. Reading the file skips the checksum; the file must never be written, though a
+    /// caller may make it read-only for everyone (mode 0444) where the path to it is guarded.
+    fn local_path(&self, _id: &ObjectId) -> Option<std::path::PathBuf> {
+        None
+    }
 }

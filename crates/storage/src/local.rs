@@ -9,6 +9,10 @@
 //! ```
 //!
 //! `tmp/` sits beside `objects/` so that the rename never crosses a filesystem.
+//!
+//! [`ObjectStore::local_path`] hands out an object's file for hard links (the server's
+//! read-only data views for workloads); such a link makes the shared file 0444, which is
+//! safe because `objects/` stays 0700 and the view's own top directory guards the link.
 
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Write};
@@ -362,5 +366,9 @@ impl ObjectStore for LocalStore {
     async fn sweep_temporaries(&self, older_than: Duration) -> Result<usize, StorageError> {
         let layout = Arc::clone(&self.layout);
         blocking(move || layout.sweep_temporaries(older_than)).await
+    }
+
+    fn local_path(&self, id: &ObjectId) -> Option<PathBuf> {
+        Some(self.layout.object_path(id))
     }
 }

@@ -10,6 +10,8 @@
 
 pub mod audit;
 pub mod classes;
+pub mod datasets;
+pub mod dicomweb;
 pub mod invites;
 pub mod tokens;
 pub mod users;

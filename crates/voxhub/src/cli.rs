@@ -130,6 +130,13 @@ pub enum Command {
         #[command(flatten)]
         options: ClientOptions,
     },
+    /// Imaging datasets: create, upload files and folders, browse series, download NIfTI.
+    Dataset {
+        #[command(subcommand)]
+        command: crate::dataset_cli::DatasetCommand,
+        #[command(flatten)]
+        options: ClientOptions,
+    },
     /// Measure voxhub: HTTP load, job throughput, instance start-up, scheduling decisions.
     Bench(crate::bench::BenchArgs),
     /// Supervise one workload (started by the server itself; not for people).
@@ -364,6 +371,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Workspace { command, options } => {
             crate::workload_cli::workspace(
+                command,
+                Client::from_environment(options.server.as_deref())?,
+                options.json,
+            )
+            .await
+        }
+        Command::Dataset { command, options } => {
+            crate::dataset_cli::dataset(
                 command,
                 Client::from_environment(options.server.as_deref())?,
                 options.json,

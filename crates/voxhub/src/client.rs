@@ -200,6 +200,32 @@ impl Client {
         bail!("{message}")
     }
 
+    /// Posts a multipart form (an upload) with its own time limit and returns the status with
+    /// the answer (JSON, or the text as a JSON string), error answers included, so the caller
+    /// can react to a refusal (413: send fewer files at once).
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+        timeout: std::time::Duration,
+    ) -> Result<(reqwest::StatusCode, Value)> {
+        let url = format!("{}{}", self.server, path);
+        let mut request = self.http.post(&url).multipart(form).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the voxhub server at {} or the upload broke off; check the address and that it is running",
+                self.server
+            )
+        })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, answer))
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }

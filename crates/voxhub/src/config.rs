@@ -19,6 +19,7 @@ pub struct Config {
     pub workloads: WorkloadsConfig,
     pub node: NodeConfig,
     pub instances: InstancesConfig,
+    pub imaging: ImagingConfig,
     /// Password of the first admin account, used only when the database is created.
     /// Set it with `VOXHUB_ADMIN_PASSWORD`; when absent a random one is printed once.
     pub admin_password: Option<Secret>,
@@ -185,6 +186,43 @@ impl Default for InstancesConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct ImagingConfig {
+    /// De-identify every uploaded file (DICOM PS3.15 Basic Profile). Turn off only for data
+    /// that holds no patient information.
+    pub deidentify: bool,
+    /// `shift` moves every date of a patient by the same secret number of days (intervals
+    /// survive); `remove` empties them.
+    pub dates: String,
+    /// Keep private (vendor) attributes; they often hold names and IDs.
+    pub keep_private_tags: bool,
+    /// The file holding the secret that keys pseudonyms, new UIDs and date shifts; created
+    /// (random, mode 0600) on first start. Default `<data_dir>/deid.secret`. Keep it: with a
+    /// new secret, new uploads of the same patient get a different pseudonym.
+    pub secret_file: Option<PathBuf>,
+    /// Largest upload at once, in MiB (the command line splits folders into several uploads).
+    pub max_upload_mib: u64,
+    /// Largest single file, inside a zip too, in MiB.
+    pub max_file_mib: u64,
+    /// Memory for decoded volumes kept for the viewer, in MiB.
+    pub volume_cache_mib: u64,
+}
+
+impl Default for ImagingConfig {
+    fn default() -> Self {
+        Self {
+            deidentify: true,
+            dates: "shift".into(),
+            keep_private_tags: false,
+            secret_file: None,
+            max_upload_mib: 4096,
+            max_file_mib: 1024,
+            volume_cache_mib: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or a tracing filter such as `voxhub=debug`.
     pub level: String,
@@ -324,6 +362,8 @@ const TEXT_KEYS: &[&str] = &[
     "server.data_dir",
     "server.public_url",
     "log.level",
+    "imaging.dates",
+    "imaging.secret_file",
 ];
 
 /// Environment values are typed like TOML values when they read as one (`true`, `8080`),

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod client;
 mod config;
+mod dataset_cli;
 mod node;
 mod serve;
 mod workload_cli;

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, NodeConfig};
 use anyhow::{Context, Result, bail};
+use std::path::Path;
 use voxhub_core::duration::parse_duration_s;
 use voxhub_core::resources::{cpus_from_cores, parse_memory_mib};
 use voxhub_scheduler::Node;
@@ -196,4 +197,43 @@ pub fn workspaces_root(data_dir: &std::path::Path) -> Result<std::path::PathBuf>
     voxhub_web::runtime::harden_data_dir(data_dir, &[crate::serve::DATABASE_FILE])
         .with_context(|| format!("failed to set the permissions of {}", data_dir.display()))?;
     Ok(root)
+}
+
+/// Reads the secret in `path`, or creates it (32 random bytes, hex, mode 0600) when the
+/// file does not exist. A file that exists but is too short is an error, never replaced:
+/// replacing it would give the same patients new pseudonyms.
+pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = text.trim();
+            if text.len() < 32 {
+                anyhow::bail!(
+                    "the de-identification secret in {} is shorter than 32 characters; restore it from a backup (a new secret would give known patients new pseudonyms)",
+                    path.display()
+                );
+            }
+            Ok(text.as_bytes().to_vec())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("failed to create {}", parent.display()))?;
+            }
+            let secret = hex::encode(voxhub_core::secret::new_key());
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("failed to create the de-identification secret {}", path.display()))?;
+            file.write_all(secret.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            tracing::info!("created the de-identification secret {}; back it up with the database", path.display());
+            Ok(secret.into_bytes())
+        }
+        Err(error) => Err(error).with_context(|| format!("failed to read {}", path.display())),
+    }
 }

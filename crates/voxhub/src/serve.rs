@@ -63,12 +63,14 @@ pub async fn run(config: Config) -> Result<()> {
         ..WebSettings::default()
     };
     let runtime = workload_runtime(&config)?;
-    let state = AppState::with_runtime(store.clone(), settings, Some(runtime));
+    let imaging = imaging_side(&config)?;
+    let state = AppState::with_parts(store.clone(), settings, Some(runtime), Some(imaging));
     // Reconcile once before serving: re-adopt what still runs, record what ended while down.
     if let Err(error) = voxhub_web::runtime::tick(&state).await {
         tracing::error!("first reconcile failed: {error}");
     }
     voxhub_web::runtime::spawn_loop(state.clone());
+    voxhub_web::datasets::derive::spawn(state.clone());
     voxhub_web::serve(listener, state, shutdown_signal())
         .await
         .context("the web server stopped with an error")?;
@@ -105,6 +107,55 @@ fn workload_runtime(config: &Config) -> Result<std::sync::Arc<voxhub_web::runtim
         node,
         settings,
         workspaces,
+    )))
+}
+
+/// The imaging side: settings, the object store under `<data-dir>/objects`, the upload
+/// spool, and the de-identification secret (created on first start).
+fn imaging_side(config: &Config) -> Result<std::sync::Arc<voxhub_web::datasets::Imaging>> {
+    use voxhub_imaging::deid::{DatePolicy, DeidConfig};
+    let imaging = &config.imaging;
+    let data_dir = &config.server.data_dir;
+    let date_policy = match imaging.dates.as_str() {
+        "shift" => DatePolicy::ShiftPerPatient,
+        "remove" => DatePolicy::Remove,
+        other => anyhow::bail!(
+            "imaging.dates is '{other}'; use 'shift' (move dates by a secret number of days per patient) or 'remove'"
+        ),
+    };
+    let secret_file = imaging
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("deid.secret"));
+    let secret = crate::node::load_or_create_secret(&secret_file)?;
+    let objects_dir = data_dir.join("objects");
+    let objects = voxhub_storage::LocalStore::new(&objects_dir)
+        .with_context(|| format!("failed to open the object store in {}", objects_dir.display()))?;
+    let spool_dir = data_dir.join("spool");
+    // Uploads left by a crash are not imported; they are removed at start.
+    let _ = std::fs::remove_dir_all(&spool_dir);
+    std::fs::create_dir_all(&spool_dir)
+        .with_context(|| format!("failed to create {}", spool_dir.display()))?;
+    if !imaging.deidentify {
+        tracing::warn!("de-identification of uploads is turned off (imaging.deidentify = false)");
+    }
+    let mib = 1024 * 1024;
+    let settings = voxhub_web::datasets::ImagingSettings {
+        max_upload_bytes: imaging.max_upload_mib * mib,
+        max_file_bytes: imaging.max_file_mib * mib,
+        deidentify: imaging.deidentify,
+        deid: DeidConfig {
+            secret,
+            keep_private_tags: imaging.keep_private_tags,
+            date_policy,
+        },
+        volume_cache_bytes: imaging.volume_cache_mib * mib,
+        ..Default::default()
+    };
+    Ok(std::sync::Arc::new(voxhub_web::datasets::Imaging::new(
+        settings,
+        std::sync::Arc::new(objects),
+        spool_dir,
     )))
 }
 

@@ -8,10 +8,13 @@
 //! | [`auth`] | who is calling: bearer tokens, session cookies, CSRF, source addresses |
 //! | [`service`] | every operation (permission check, change, audit) shared by API and pages |
 //! | [`api`] | JSON routes, one module per resource, collected into the OpenAPI document |
+//! | [`datasets`] | imaging datasets: ingest, index, derived thumbnails and volumes |
 //! | [`pages`] | HTML pages and their forms |
 
 pub mod api;
 pub mod auth;
+pub mod datasets;
+pub mod dicomweb;
 pub mod error;
 pub mod hashing;
 pub mod pages;
@@ -69,6 +72,8 @@ pub struct Inner {
     pub hashing: hashing::HashingPool,
     /// The workload side; `None` on a server that only manages accounts (tests of the core).
     pub runtime: Option<Arc<runtime::Runtime>>,
+    /// The imaging side; `None` on a server without datasets (tests of the core).
+    pub imaging: Option<Arc<datasets::Imaging>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -88,8 +93,18 @@ impl AppState {
         settings: WebSettings,
         runtime: Option<Arc<runtime::Runtime>>,
     ) -> Self {
+        Self::with_parts(store, settings, runtime, None)
+    }
+
+    pub fn with_parts(
+        store: Store,
+        settings: WebSettings,
+        runtime: Option<Arc<runtime::Runtime>>,
+        imaging: Option<Arc<datasets::Imaging>>,
+    ) -> Self {
         Self(Arc::new(Inner {
             runtime,
+            imaging,
             store,
             throttle: Mutex::new(LoginThrottle::new(settings.throttle)),
             hashing: hashing::HashingPool::new(settings.max_concurrent_password_checks),
@@ -108,6 +123,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api_router)
         .merge(api::docs_router(openapi))
         .merge(pages::router())
+        .merge(dicomweb::router())
         .route("/healthz", axum::routing::get(api::health::healthz))
         .route("/i/{id}", axum::routing::any(proxy::proxy))
         .route("/i/{id}/{*rest}", axum::routing::any(proxy::proxy))

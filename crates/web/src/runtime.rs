@@ -666,13 +666,14 @@ async fn start(
     } else {
         workspace.join(&workload.workdir)
     };
-    let env: Vec<(String, String)> = workload
+    let mut env: Vec<(String, String)> = workload
         .env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect::<BTreeMap<_, _>>()
         .into_iter()
         .collect();
+    env.extend(crate::datasets::data_views::workload_env(state, runtime, workload).await);
     let spec = WorkloadSpec {
         workload_id: workload.id,
         user: workload.owner.clone(),

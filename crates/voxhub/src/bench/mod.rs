@@ -8,6 +8,7 @@
 //! | `http` | login, `/api/v1/me` and the dashboard under many concurrent clients |
 //! | `jobs` | 1,000 trivial batch jobs from submission to the last end; Slurm as the peer |
 //! | `instances` | N JupyterLab instances launched at once until all answer; JupyterHub as the peer |
+//! | `imaging` | dataset ingest, series → NIfTI, slice rendering and QIDO-RS search; Orthanc and dcm2niix as the peers |
 //! | `scheduler` | the in-process scheduling decision on a large simulated cluster |
 //! | `procs` | resident memory and CPU time from `/proc`, and the quiet-machine check |
 //!
@@ -15,6 +16,7 @@
 //! finding the peer scripts in `bench/` at the repository root, and printing tables.
 
 mod http;
+mod imaging;
 mod instances;
 mod jobs;
 mod procs;
@@ -44,6 +46,8 @@ enum BenchCommand {
     Jobs(jobs::JobsArgs),
     /// JupyterLab instances launched at once until all answer; `--jupyterhub` compares JupyterHub.
     Instances(instances::InstancesArgs),
+    /// Imaging datasets: ingest, NIfTI, rendering, QIDO-RS; `--orthanc`/`--dcm2niix` compare the peers.
+    Imaging(imaging::ImagingArgs),
     /// The scheduling decision on a simulated cluster of 1,000 nodes and 10,000 queued workloads.
     Scheduler(scheduler::SchedulerArgs),
 }
@@ -54,6 +58,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         Some(BenchCommand::Http(args)) => http::run(args).await,
         Some(BenchCommand::Jobs(args)) => jobs::run(args).await,
         Some(BenchCommand::Instances(args)) => instances::run(args).await,
+        Some(BenchCommand::Imaging(args)) => imaging::run(args).await,
         Some(BenchCommand::Scheduler(args)) => scheduler::run(args),
     }
 }

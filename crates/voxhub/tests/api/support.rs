@@ -67,6 +67,19 @@ impl Reply {
     }
 }
 
+/// The imaging settings of test servers: de-identification on with a fixed secret, and
+/// series derived as soon as they stop changing.
+pub fn imaging_settings() -> voxhub_web::datasets::ImagingSettings {
+    voxhub_web::datasets::ImagingSettings {
+        deid: voxhub_imaging::deid::DeidConfig {
+            secret: b"test-secret-of-this-installation-0123456789".to_vec(),
+            ..Default::default()
+        },
+        derive_settle_ms: 100,
+        ..Default::default()
+    }
+}
+
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub url: String,
@@ -164,10 +177,16 @@ impl TestApp {
             ))
         });
         let with_runtime = runtime.is_some();
-        let state = AppState::with_runtime(store.clone(), settings.clone(), runtime);
+        let imaging = Arc::new(voxhub_web::datasets::Imaging::new(
+            imaging_settings(),
+            Arc::new(voxhub_storage::LocalStore::new(dir.path().join("objects")).expect("object store")),
+            dir.path().join("spool"),
+        ));
+        let state = AppState::with_parts(store.clone(), settings.clone(), runtime, Some(imaging));
         if with_runtime {
             voxhub_web::runtime::spawn_loop(state.clone());
         }
+        voxhub_web::datasets::derive::spawn(state.clone());
         let server = tokio::spawn(voxhub_web::serve(listener, state, async move {
             stop.await.ok();
         }));
@@ -757,4 +776,104 @@ pub fn sqlite3(db: &Path, sql: &str) -> (bool, String) {
     })
     .join()
     .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Imaging: the reference tools `.ci/run` installs, uploads, and waiting for derived series
+// ---------------------------------------------------------------------------------------
+
+/// The Python of the imaging venv (pydicom, nibabel, numpy), or `None` after a loud note;
+/// under CI a missing venv fails the test, because `.ci/run` installs it.
+pub fn imaging_python(test: &str) -> Option<PathBuf> {
+    let python = Path::new("/opt/voxhub/imaging-venv/bin/python");
+    if python.is_file() {
+        return Some(python.to_path_buf());
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: /opt/voxhub/imaging-venv is missing and CI is set: .ci/run must install it");
+    }
+    eprintln!("\n*** SKIPPED {test}: /opt/voxhub/imaging-venv is missing (run .ci/run) ***\n");
+    None
+}
+
+/// One of pydicom's bundled test files.
+pub fn pydicom_file(name: &str) -> PathBuf {
+    let lib = Path::new("/opt/voxhub/imaging-venv/lib");
+    std::fs::read_dir(lib)
+        .expect("the imaging venv")
+        .flatten()
+        .map(|entry| entry.path().join("site-packages/pydicom/data/test_files").join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("pydicom test file {name} not found"))
+}
+
+/// Runs `imaging_fixtures.py` (a synthetic CT series) into `out` with extra arguments.
+pub fn make_series(python: &Path, out: &Path, args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/imaging_fixtures.py");
+    let status = std::process::Command::new(python)
+        .arg(script)
+        .arg(out)
+        .args(args)
+        .status()
+        .expect("run imaging_fixtures.py");
+    assert!(status.success(), "imaging_fixtures.py failed");
+}
+
+/// The files of a folder as (name relative to it, bytes), sorted by name.
+pub fn folder_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("read folder")
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read file"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+impl TestApp {
+    /// Creates a dataset and returns its id.
+    pub async fn dataset(&self, token: &str, name: &str, class: Option<i64>) -> i64 {
+        let reply = self
+            .call(Method::POST, token, "/api/v1/datasets", Some(json!({"name": name, "class": class})))
+            .await;
+        assert_eq!(reply.0, StatusCode::CREATED, "{}", reply.1);
+        reply.1["id"].as_i64().expect("dataset id")
+    }
+
+    /// Uploads files (name, bytes) into a dataset in one multipart request.
+    pub async fn upload(&self, token: &str, dataset: i64, files: Vec<(String, Vec<u8>)>) -> (StatusCode, Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, bytes) in files {
+            form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        }
+        let response = self
+            .http
+            .post(format!("{}/api/v1/datasets/{dataset}/files", self.url))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until a series is derived (ready or failed) and returns it.
+    pub async fn derived_series(&self, token: &str, series: i64) -> Value {
+        for _ in 0..300 {
+            let reply = self.call(Method::GET, token, &format!("/api/v1/series/{series}"), None).await;
+            assert_eq!(reply.0, StatusCode::OK, "{}", reply.1);
+            if reply.1["derived"] != "pending" {
+                return reply.1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("series {series} was not derived within 30 s");
+    }
 }

@@ -1,8 +1,11 @@
 //! What the tests that run the real `voxhub` binary share: starting `voxhub serve` on a
 //! free loopback port with a data directory and extra environment, and stopping it (SIGKILL)
-//! when the guard is dropped; logging in through the API.
+//! when the guard is dropped; logging in through the API; headless Chromium ([`chromium`]);
+//! the imaging venv's Python.
 
 #![allow(dead_code)]
+
+pub mod chromium;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -67,4 +70,20 @@ pub async fn login(http: &reqwest::Client, url: &str, username: &str, password: 
         .as_str()
         .unwrap_or_else(|| panic!("login failed: {body}"))
         .to_string()
+}
+
+/// The Python of the imaging venv (pydicom, nibabel, numpy) that `.ci/run` installs, or
+/// `None` after a loud note; under CI a missing venv is a failure.
+pub fn imaging_python(test: &str) -> Option<std::path::PathBuf> {
+    let python = std::path::Path::new("/opt/voxhub/imaging-venv/bin/python");
+    if python.is_file() {
+        return Some(python.to_path_buf());
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: /opt/voxhub/imaging-venv is missing and CI is set: .ci/run must install it"
+        );
+    }
+    eprintln!("\n*** SKIPPED {test}: /opt/voxhub/imaging-venv is missing (run .ci/run) ***\n");
+    None
 }

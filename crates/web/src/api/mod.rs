@@ -6,9 +6,11 @@
 pub mod audit;
 pub mod auth;
 pub mod classes;
+pub mod datasets;
 pub mod health;
 pub mod tokens;
 pub mod users;
+pub mod viewer;
 pub mod workloads;
 
 use crate::AppState;
@@ -53,6 +55,7 @@ pub struct ApiQuery<T>(pub T);
         (name = "audit", description = "The tamper-evident audit log (admins)"),
         (name = "workloads", description = "The queue: batch jobs and interactive JupyterLab instances, their logs"),
         (name = "workspace", description = "Your persistent workspace files"),
+        (name = "datasets", description = "Imaging datasets: uploads with de-identification, patients, studies, series, thumbnails, NIfTI volumes"),
     )
 )]
 struct ApiDoc;
@@ -83,6 +86,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .merge(tokens::router())
         .merge(audit::router())
         .merge(workloads::router())
+        .merge(datasets::router())
+        .merge(viewer::router())
         .split_for_parts();
     (router, doc)
 }

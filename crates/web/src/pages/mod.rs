@@ -4,7 +4,9 @@
 //! cookie), and every page calls the same [`crate::service`] operations as the API.
 
 mod account;
+mod datasets;
 mod manage;
+mod viewer;
 mod workloads;
 
 use crate::AppState;
@@ -83,6 +85,32 @@ pub fn router() -> Router<AppState> {
             "/workspace/upload",
             post(workloads::workspace_upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route(
+            "/datasets",
+            get(datasets::datasets_page).post(datasets::dataset_create),
+        )
+        .route(
+            "/datasets/{id}",
+            get(datasets::dataset_page).post(datasets::dataset_update),
+        )
+        .route(
+            "/datasets/{id}/delete",
+            get(datasets::dataset_delete_page).post(datasets::dataset_delete),
+        )
+        .route(
+            "/datasets/{id}/upload",
+            post(datasets::dataset_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/datasets/{id}/uploads/{upload_id}",
+            get(datasets::upload_report_page),
+        )
+        .route(
+            "/datasets/{id}/series/{series_id}/thumbnail",
+            get(datasets::series_thumbnail),
+        )
+        .route("/series/{id}", get(viewer::viewer_page))
+        .route("/static/viewer/{version}/{file}", get(viewer::asset))
         .fallback(not_found)
 }
 
@@ -313,6 +341,7 @@ pub fn page(
         ("/", "Dashboard"),
         ("/queue", "Queue"),
         ("/workspace", "Workspace"),
+        ("/datasets", "Datasets"),
         ("/classes", "Classes"),
     ];
     if user.role == Role::Admin {
