@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use dicom_core::Tag;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
@@ -227,6 +229,10 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<DicomImage, ImagingError> {
 /// Parses DICOM from memory; `path` only names the source in errors.
 pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<DicomImage, ImagingError> {
     if has_dicm_magic(bytes) {
+        check_part10_lengths(bytes).map_err(|reason| ImagingError::NotDicom {
+            path: path.to_owned(),
+            reason,
+        })?;
         let object = OpenFileOptions::new()
             .read_preamble(if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
                 ReadPreamble::Always
@@ -244,6 +250,12 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<DicomImage, ImagingError>
     let ts = TransferSyntaxRegistry
         .get(uid)
         .expect("the guessed transfer syntaxes are native ones");
+    if let Some(encoding) = Encoding::of(uid) {
+        check_lengths(bytes, 0, encoding, None).map_err(|reason| ImagingError::NotDicom {
+            path: path.to_owned(),
+            reason,
+        })?;
+    }
     let dataset = InMemDicomObject::read_dataset_with_ts(Cursor::new(bytes), ts)
         .map_err(|error| not_dicom(path, error))?;
     let mut meta = FileMetaTableBuilder::new().transfer_syntax(uid);
@@ -304,6 +316,201 @@ fn write_part10(object: &FileDicomObject<InMemDicomObject>, uid: &str) -> Result
         .write_dataset_with_ts(&mut bytes, ts)
         .map_err(|e| e.to_string())?;
     Ok(bytes)
+}
+
+/// How a data set's element headers are encoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Encoding {
+    explicit_vr: bool,
+    big_endian: bool,
+}
+
+impl Encoding {
+    const EXPLICIT_LITTLE: Encoding = Encoding {
+        explicit_vr: true,
+        big_endian: false,
+    };
+
+    /// The header encoding of a transfer syntax; `None` for deflated data sets (whose
+    /// headers cannot be seen without inflating them) and unknown transfer syntaxes.
+    fn of(uid: &str) -> Option<Encoding> {
+        let ts = TransferSyntaxRegistry.get(uid)?;
+        // Neither codec-free nor pixel encapsulation: a data set adapter (deflate).
+        if !ts.is_codec_free() && !ts.is_encapsulated_pixel_data() {
+            return None;
+        }
+        // Implicit VR Little Endian and Explicit VR Big Endian are the only transfer
+        // syntaxes that are not explicit VR little endian.
+        Some(Encoding {
+            explicit_vr: uid != IMPLICIT_VR_LITTLE_ENDIAN,
+            big_endian: uid == BIG_ENDIAN,
+        })
+    }
+}
+
+/// Checks the declared lengths of a Part 10 file (or one starting at `DICM`): the meta
+/// group, then the data set in the transfer syntax the meta group names.
+fn check_part10_lengths(bytes: &[u8]) -> Result<(), String> {
+    let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        132
+    } else {
+        4
+    };
+    let data_set = check_lengths(bytes, start, Encoding::EXPLICIT_LITTLE, Some(0x0002))?;
+    let uid = meta_transfer_syntax(&bytes[start..data_set]);
+    match uid.as_deref().and_then(Encoding::of) {
+        Some(encoding) => check_lengths(bytes, data_set, encoding, None).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The Transfer Syntax UID (0002,0010) of a meta group (explicit VR little endian).
+fn meta_transfer_syntax(mut meta: &[u8]) -> Option<String> {
+    while meta.len() >= 8 {
+        let tag = (
+            u16::from_le_bytes([meta[0], meta[1]]),
+            u16::from_le_bytes([meta[2], meta[3]]),
+        );
+        let vr = VR::from_binary([meta[4], meta[5]]).unwrap_or(VR::UN);
+        let (header, length): (usize, usize) = if has_short_length(vr) {
+            (8, usize::from(u16::from_le_bytes([meta[6], meta[7]])))
+        } else {
+            let length = meta.get(8..12)?;
+            (
+                12,
+                u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize,
+            )
+        };
+        let value = meta.get(header..header.checked_add(length)?)?;
+        if tag == (0x0002, 0x0010) {
+            let text = std::str::from_utf8(value).ok()?;
+            return Some(text.trim_end_matches(['\0', ' ']).to_owned());
+        }
+        meta = &meta[header + length..];
+    }
+    None
+}
+
+/// VRs whose explicit-VR length is 16 bits (PS3.5 7.1.2); every other one, unknown ones
+/// included (read as UN), has two reserved bytes and a 32-bit length.
+fn has_short_length(vr: VR) -> bool {
+    use VR::*;
+    matches!(
+        vr,
+        AE | AS
+            | AT
+            | CS
+            | DA
+            | DS
+            | DT
+            | FL
+            | FD
+            | IS
+            | LO
+            | LT
+            | PN
+            | SH
+            | SL
+            | SS
+            | ST
+            | TM
+            | UI
+            | UL
+            | US
+    )
+}
+
+/// Walks the element headers of `bytes` from `position` the way dicom-rs reads them and
+/// refuses any element or item that declares more bytes than remain. dicom-rs allocates
+/// and zeroes a value's declared length before reading it, so without this a few hundred
+/// hostile bytes could take gigabytes of memory. Sequences and items are walked into;
+/// values, and the fragments of encapsulated pixel data, are skipped. With `only_group`,
+/// the walk stops at the first element of another group. Returns where it stopped.
+fn check_lengths(
+    bytes: &[u8],
+    mut position: usize,
+    encoding: Encoding,
+    only_group: Option<u16>,
+) -> Result<usize, String> {
+    let read_u16 = |at: usize| {
+        let pair: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
+        Some(if encoding.big_endian {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
+        })
+    };
+    let read_u32 = |at: usize| {
+        let quad: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if encoding.big_endian {
+            u32::from_be_bytes(quad)
+        } else {
+            u32::from_le_bytes(quad)
+        })
+    };
+    let mut in_fragments = false;
+    loop {
+        // A header cut short ends the walk: dicom-rs stops there too, or fails.
+        let (Some(group), Some(element)) = (read_u16(position), read_u16(position + 2)) else {
+            return Ok(position);
+        };
+        if only_group.is_some_and(|only| only != group) {
+            return Ok(position);
+        }
+        let tag = Tag(group, element);
+        let (header, length, walk_into) = if group == 0xFFFE {
+            // Items and delimiters have no VR. Items of a sequence hold elements; items of
+            // encapsulated pixel data hold bytes.
+            let Some(length) = read_u32(position + 4) else {
+                return Ok(position);
+            };
+            if element == 0xE0DD {
+                in_fragments = false;
+            }
+            (8, length, !in_fragments)
+        } else if encoding.explicit_vr {
+            let Some(vr) = bytes.get(position + 4..position + 6) else {
+                return Ok(position);
+            };
+            let vr = VR::from_binary([vr[0], vr[1]]).unwrap_or(VR::UN);
+            let length = if has_short_length(vr) {
+                read_u16(position + 6).map(u32::from)
+            } else {
+                read_u32(position + 8)
+            };
+            let Some(length) = length else {
+                return Ok(position);
+            };
+            let header = if has_short_length(vr) { 8 } else { 12 };
+            (header, length, vr == VR::SQ)
+        } else {
+            let Some(length) = read_u32(position + 4) else {
+                return Ok(position);
+            };
+            let sequence = tag != tags::PIXEL_DATA
+                && StandardDataDictionary
+                    .by_tag(tag)
+                    .is_some_and(|entry| entry.vr().relaxed() == VR::SQ);
+            (8, length, sequence)
+        };
+        position += header;
+        if length == u32::MAX {
+            // Undefined length: a sequence, an item, or encapsulated pixel data.
+            if tag == tags::PIXEL_DATA {
+                in_fragments = true;
+            }
+            continue;
+        }
+        let remaining = bytes.len() - position.min(bytes.len());
+        if length as usize > remaining {
+            return Err(format!(
+                "element {tag} declares {length} bytes where only {remaining} remain"
+            ));
+        }
+        if !walk_into {
+            position += length as usize;
+        }
+    }
 }
 
 fn has_dicm_magic(bytes: &[u8]) -> bool {
@@ -1089,6 +1296,7 @@ fn expand_segments_into(
 }
 
 const BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
+const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
 
 /// Explicit VR Big Endian, decoded here: dicom-rs keeps OW pixel data as 16-bit words,
 /// which is right for 16-bit samples but swaps the bytes of 8-bit samples in pairs and the
@@ -1233,4 +1441,135 @@ fn stored_values(
             .collect(),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn implicit_element(group: u16, element: u16, value: &[u8], declared: Option<u32>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&group.to_le_bytes());
+        bytes.extend_from_slice(&element.to_le_bytes());
+        let length = declared.unwrap_or(value.len() as u32);
+        bytes.extend_from_slice(&length.to_le_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    #[test]
+    fn an_element_claiming_more_bytes_than_the_file_holds_is_refused_before_parsing() {
+        // Implicit VR without meta, as the fuzzer found it: Image Orientation (Patient)
+        // declaring almost 4 GiB in a file of a few hundred bytes.
+        let mut bytes = implicit_element(0x0008, 0x0016, b"1.2.840.10008.5.1.4.1.1.2\0", None);
+        bytes.extend(implicit_element(0x0008, 0x0060, b"CT", None));
+        bytes.extend(implicit_element(
+            0x0020,
+            0x0037,
+            &[0xFF; 64],
+            Some(0xFFFF_FF0C),
+        ));
+        let error = read_bytes(Path::new("hostile.dcm"), &bytes).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("(0020,0037) declares 4294967052 bytes"),
+            "{message}"
+        );
+        // The same element with an honest length reads.
+        let mut honest = implicit_element(0x0008, 0x0016, b"1.2.840.10008.5.1.4.1.1.2\0", None);
+        honest.extend(implicit_element(0x0008, 0x0060, b"CT", None));
+        honest.extend(implicit_element(0x0020, 0x0037, b"1\\0\\0\\0\\1\\0 ", None));
+        assert!(read_bytes(Path::new("honest.dcm"), &honest).is_ok());
+    }
+
+    #[test]
+    fn lengths_inside_sequences_items_and_the_meta_group_are_checked() {
+        // A meta group then explicit VR little endian: a sequence of undefined length whose
+        // item holds an OB element that claims too much.
+        let mut data_set = Vec::new();
+        data_set.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0]);
+        data_set.extend_from_slice(&u32::MAX.to_le_bytes());
+        data_set.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        data_set.extend_from_slice(&u32::MAX.to_le_bytes());
+        data_set.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+        data_set.extend_from_slice(&0xE7E7_E7E7u32.to_le_bytes());
+        data_set.extend_from_slice(&[0; 16]);
+        let meta = |uid: &[u8]| {
+            let mut meta = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I'];
+            meta.extend_from_slice(&(uid.len() as u16).to_le_bytes());
+            meta.extend_from_slice(uid);
+            meta
+        };
+        let mut file = vec![0; 128];
+        file.extend_from_slice(b"DICM");
+        file.extend(meta(b"1.2.840.10008.1.2.1\0"));
+        file.extend_from_slice(&data_set);
+        let message = check_part10_lengths(&file).unwrap_err();
+        assert!(
+            message.contains("(0009,1010) declares 3890735079 bytes"),
+            "{message}"
+        );
+        // A meta element that claims too much is refused too.
+        let mut file = vec![0; 128];
+        file.extend_from_slice(b"DICM");
+        file.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0]);
+        file.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
+        assert!(check_part10_lengths(&file).is_err());
+    }
+
+    #[test]
+    fn fragments_of_encapsulated_pixel_data_are_skipped_not_parsed() {
+        // Fragment bytes that look like a huge element header must not be read as one.
+        let mut bytes = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 12, 0, 0, 0]);
+        bytes.extend_from_slice(&[
+            0x08, 0x00, 0x00, 0x01, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0x7F,
+        ]);
+        bytes.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert_eq!(
+            check_lengths(&bytes, 0, Encoding::EXPLICIT_LITTLE, None),
+            Ok(bytes.len())
+        );
+        // A fragment longer than the data is refused.
+        let last = bytes.len() - 8 - 12 - 4;
+        bytes[last..last + 4].copy_from_slice(&100u32.to_le_bytes());
+        assert!(check_lengths(&bytes, 0, Encoding::EXPLICIT_LITTLE, None).is_err());
+    }
+
+    #[test]
+    fn segmented_palettes_expand_discrete_linear_and_indirect_segments() {
+        // Discrete 0, 10; linear to 20 over 4 entries; indirect: replay 1 segment found at
+        // entry 0 (the discrete one).
+        let data = [0, 2, 0, 10, 1, 4, 20, 2, 1, 0, 0];
+        let table = expand_segments(&data, false, false).unwrap();
+        assert_eq!(table, vec![0, 10, 12, 15, 18, 20, 0, 10]);
+        // Linear steps round half to even, as numpy's around: 0 to 5 over 2 is 2.5 then 5.
+        assert_eq!(
+            expand_segments(&[0, 1, 0, 1, 2, 5], false, false).unwrap(),
+            vec![0, 2, 5]
+        );
+        assert!(expand_segments(&[1, 2, 5], false, false).is_err());
+        assert!(expand_segments(&[0, 1, 0, 7, 1, 0], false, false).is_err());
+        // An indirect segment pointing at itself cannot loop for ever.
+        assert!(expand_segments(&[0, 1, 5, 2, 1, 3, 0], false, false).is_err());
+    }
+
+    #[test]
+    fn ybr_422_pairs_share_their_chroma() {
+        assert_eq!(
+            expand_ybr_422(&[10, 20, 128, 129], 1),
+            vec![10, 128, 129, 20, 128, 129]
+        );
+        let mut grey = [128.0, 128.0, 128.0, 0.0, 128.0, 128.0, 255.0, 128.0, 128.0];
+        ybr_full_to_rgb(&mut grey);
+        assert_eq!(
+            grey,
+            [128.0, 128.0, 128.0, 0.0, 0.0, 0.0, 255.0, 255.0, 255.0]
+        );
+        let mut red = [76.0, 85.0, 255.0];
+        ybr_full_to_rgb(&mut red);
+        assert_eq!(red, [254.0, 0.0, 0.0]);
+    }
 }

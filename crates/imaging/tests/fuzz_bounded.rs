@@ -1,7 +1,9 @@
-//! Runs every cargo-fuzz target in `fuzz/` for a bounded time (`VOXHUB_FUZZ_SECONDS` each,
-//! 20 by default) from seeds generated here, and fails on any crash, leak of memory past
-//! 2 GiB, or input slower than 30 s. Needs the nightly toolchain and cargo-fuzz; without them
-//! it says so loudly, and fails where `CI` is set, so that CI cannot skip it silently.
+//! Runs every cargo-fuzz target in `fuzz/` (or those named in `VOXHUB_FUZZ_TARGETS`, comma
+//! separated) for a bounded time (`VOXHUB_FUZZ_SECONDS` each, 20 by default) from seeds
+//! generated here, and fails on any crash, use of memory past 2 GiB, or input slower than
+//! 30 s. Needs cargo-fuzz (and uses nightly where installed, else the stable toolchain with
+//! `RUSTC_BOOTSTRAP=1`); without cargo-fuzz it says so loudly, and fails where `CI` is set,
+//! so that CI cannot skip it silently.
 
 mod common;
 
@@ -23,15 +25,19 @@ fn fuzz_folder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
-/// `cargo +nightly fuzz ...` in the fuzz folder, with none of the variables the outer cargo
-/// set for this test (they would point the inner build at the stable toolchain).
-fn cargo_fuzz(arguments: &[&str]) -> Command {
+/// Which toolchain builds the targets: nightly where installed; otherwise the machine's
+/// stable one, allowed the sanitizer flags by `RUSTC_BOOTSTRAP=1` (a fresh machine of this
+/// project's kind has one toolchain and can fetch no other).
+#[derive(Clone, Copy)]
+enum Toolchain {
+    Nightly,
+    StableBootstrapped,
+}
+
+/// `cargo +<toolchain> fuzz ...` in the fuzz folder, with none of the variables the outer
+/// cargo set for this test (they would point the inner build at this test's toolchain).
+fn cargo_fuzz(toolchain: Toolchain, arguments: &[&str]) -> Command {
     let mut command = Command::new("cargo");
-    command
-        .arg("+nightly")
-        .arg("fuzz")
-        .args(arguments)
-        .current_dir(fuzz_folder());
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         let keep = key == "CARGO_HOME" || key == "RUSTUP_HOME";
@@ -39,7 +45,36 @@ fn cargo_fuzz(arguments: &[&str]) -> Command {
             command.env_remove(&key);
         }
     }
+    match toolchain {
+        Toolchain::Nightly => command.arg("+nightly"),
+        Toolchain::StableBootstrapped => command.arg("+stable").env("RUSTC_BOOTSTRAP", "1"),
+    };
     command
+        .arg("fuzz")
+        .args(arguments)
+        .current_dir(fuzz_folder());
+    command
+}
+
+fn works(mut command: Command) -> bool {
+    command.output().is_ok_and(|output| output.status.success())
+}
+
+/// The toolchain to fuzz with, or why there is none.
+fn toolchain() -> Result<Toolchain, &'static str> {
+    let mut nightly = Command::new("cargo");
+    nightly.args(["+nightly", "--version"]);
+    let has_nightly = works(nightly);
+    let toolchain = if has_nightly {
+        Toolchain::Nightly
+    } else {
+        Toolchain::StableBootstrapped
+    };
+    if works(cargo_fuzz(toolchain, &["--version"])) {
+        Ok(toolchain)
+    } else {
+        Err("cargo-fuzz is missing (cargo install cargo-fuzz --locked)")
+    }
 }
 
 fn tail(bytes: &[u8]) -> String {
@@ -54,27 +89,34 @@ fn tail(bytes: &[u8]) -> String {
 #[test]
 fn fuzz_targets_run_without_crashing() {
     let test = "fuzz_targets_run_without_crashing";
-    let available = cargo_fuzz(&["--version"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !available {
-        common::skip(
-            test,
-            "cargo-fuzz or the nightly toolchain is missing (rustup toolchain install nightly; cargo install cargo-fuzz --locked)",
-        );
-        return;
-    }
+    let toolchain = match toolchain() {
+        Ok(toolchain) => toolchain,
+        Err(reason) => {
+            common::skip(test, reason);
+            return;
+        }
+    };
     let seconds: u64 = std::env::var("VOXHUB_FUZZ_SECONDS")
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(20);
-    let build = cargo_fuzz(&["build"]).output().unwrap();
+    let build = cargo_fuzz(toolchain, &["build"]).output().unwrap();
     assert!(
         build.status.success(),
         "cargo fuzz build failed:\n{}",
         tail(&build.stderr)
     );
+    // VOXHUB_FUZZ_TARGETS=nifti_read,archive_expand runs only those.
+    let chosen = std::env::var("VOXHUB_FUZZ_TARGETS").unwrap_or_default();
+    let chosen: Vec<&str> = chosen.split(',').filter(|t| !t.is_empty()).collect();
+    if let Some(unknown) = chosen.iter().find(|t| !TARGETS.contains(t)) {
+        panic!("VOXHUB_FUZZ_TARGETS names {unknown}; the targets are {TARGETS:?}");
+    }
     for target in TARGETS {
+        if !chosen.is_empty() && !chosen.contains(&target) {
+            eprintln!("{target}: not in VOXHUB_FUZZ_TARGETS, not run");
+            continue;
+        }
         let corpus = fuzz_folder().join("corpus").join(target);
         write_seeds(target, &corpus);
         let corpus_argument = corpus.to_string_lossy().into_owned();
@@ -86,7 +128,7 @@ fn fuzz_targets_run_without_crashing() {
         ];
         let mut arguments = vec!["run", target, corpus_argument.as_str(), "--"];
         arguments.extend(options.iter().map(String::as_str));
-        let run = cargo_fuzz(&arguments).output().unwrap();
+        let run = cargo_fuzz(toolchain, &arguments).output().unwrap();
         let artifacts = fuzz_folder().join("artifacts").join(target);
         assert!(
             run.status.success(),

@@ -227,11 +227,19 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>> {
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
-                .with_context(|| format!("failed to create the de-identification secret {}", path.display()))?;
+                .with_context(|| {
+                    format!(
+                        "failed to create the de-identification secret {}",
+                        path.display()
+                    )
+                })?;
             file.write_all(secret.as_bytes())
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("failed to write {}", path.display()))?;
-            tracing::info!("created the de-identification secret {}; back it up with the database", path.display());
+            tracing::info!(
+                "created the de-identification secret {}; back it up with the database",
+                path.display()
+            );
             Ok(secret.into_bytes())
         }
         Err(error) => Err(error).with_context(|| format!("failed to read {}", path.display())),

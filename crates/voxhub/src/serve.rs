@@ -129,8 +129,12 @@ fn imaging_side(config: &Config) -> Result<std::sync::Arc<voxhub_web::datasets::
         .unwrap_or_else(|| data_dir.join("deid.secret"));
     let secret = crate::node::load_or_create_secret(&secret_file)?;
     let objects_dir = data_dir.join("objects");
-    let objects = voxhub_storage::LocalStore::new(&objects_dir)
-        .with_context(|| format!("failed to open the object store in {}", objects_dir.display()))?;
+    let objects = voxhub_storage::LocalStore::new(&objects_dir).with_context(|| {
+        format!(
+            "failed to open the object store in {}",
+            objects_dir.display()
+        )
+    })?;
     let spool_dir = data_dir.join("spool");
     // Uploads left by a crash are not imported; they are removed at start.
     let _ = std::fs::remove_dir_all(&spool_dir);

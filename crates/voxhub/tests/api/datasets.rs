@@ -92,7 +92,9 @@ fn stored_objects(app: &TestApp) -> Vec<Vec<u8>> {
 async fn sharing_with_a_class_lets_its_students_read_only_and_nobody_else() {
     let app = TestApp::spawn().await;
     let room = classroom(&app).await;
-    let shared = app.dataset(&room.teacher.token, "Chest CT", Some(room.class)).await;
+    let shared = app
+        .dataset(&room.teacher.token, "Chest CT", Some(room.class))
+        .await;
     let private = app.dataset(&room.teacher.token, "Draft cases", None).await;
 
     // The class's student sees the shared one only, read-only.
@@ -243,7 +245,9 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
         return;
     };
     let room = classroom(&app).await;
-    let dataset = app.dataset(&room.teacher.token, "Mixed", Some(room.class)).await;
+    let dataset = app
+        .dataset(&room.teacher.token, "Mixed", Some(room.class))
+        .await;
     let series_dir = tempfile::tempdir().unwrap();
     make_series(&python, series_dir.path(), &["--slices", "6"]);
     let mut files = folder_files(series_dir.path());
@@ -258,11 +262,17 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
     let mut bare = data_set_only(&mr);
     // Make it a different instance, so it is not the MR file again.
     let uid = b"1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457";
-    let at = bare.windows(uid.len()).position(|w| w == uid).expect("SOP Instance UID");
+    let at = bare
+        .windows(uid.len())
+        .position(|w| w == uid)
+        .expect("SOP Instance UID");
     bare[at + uid.len() - 1] = b'8';
     files.push(("bare.dcm".into(), bare));
     // Broken and hostile files, each skipped with a reason while the rest import.
-    files.push(("notes.txt".into(), b"these are my notes, not an image".to_vec()));
+    files.push((
+        "notes.txt".into(),
+        b"these are my notes, not an image".to_vec(),
+    ));
     files.push(("truncated.dcm".into(), original_ct[..1000].to_vec()));
     files.push((
         "broken.nii".into(),
@@ -271,7 +281,10 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
     let zip = zip_of(&[
         ("case2/../../evil.dcm", &original_ct),
         ("/etc/absolute.dcm", &original_ct),
-        ("case2/ok.dcm", &std::fs::read(pydicom_file("CT_small.dcm")).unwrap()),
+        (
+            "case2/ok.dcm",
+            &std::fs::read(pydicom_file("CT_small.dcm")).unwrap(),
+        ),
         ("case2/inner.zip", &zip_of(&[("a.txt", b"a")])),
     ]);
     files.push(("bundle.zip".into(), zip));
@@ -320,14 +333,26 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
 
     // The identifying values are in no stored object.
     for object in stored_objects(&app) {
-        for secret in [&b"DOE^JANE"[..], b"MRN-0042", b"St Example Hospital", b"CompressedSamples^CT1"] {
-            assert!(!contains(&object, secret), "{} found in a stored object", String::from_utf8_lossy(secret));
+        for secret in [
+            &b"DOE^JANE"[..],
+            b"MRN-0042",
+            b"St Example Hospital",
+            b"CompressedSamples^CT1",
+        ] {
+            assert!(
+                !contains(&object, secret),
+                "{} found in a stored object",
+                String::from_utf8_lossy(secret)
+            );
         }
     }
 
     // Browse: pseudonymised patients, their studies and series; search by modality and text.
     let patients = app
-        .get_ok(&room.student.token, &format!("/api/v1/datasets/{dataset}/patients"))
+        .get_ok(
+            &room.student.token,
+            &format!("/api/v1/datasets/{dataset}/patients"),
+        )
         .await;
     let pseudonyms: Vec<&str> = patients
         .as_array()
@@ -338,7 +363,10 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
     assert!(pseudonyms.len() >= 3, "{patients}");
     assert!(!pseudonyms.contains(&"MRN-0042"));
     let studies = app
-        .get_ok(&room.student.token, &format!("/api/v1/datasets/{dataset}/studies"))
+        .get_ok(
+            &room.student.token,
+            &format!("/api/v1/datasets/{dataset}/studies"),
+        )
         .await;
     let synthetic = studies
         .as_array()
@@ -354,7 +382,13 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
             &format!("/api/v1/datasets/{dataset}/series?modality=ct"),
         )
         .await;
-    assert!(ct_series.as_array().unwrap().iter().all(|s| s["modality"] == "CT"));
+    assert!(
+        ct_series
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["modality"] == "CT")
+    );
     let mr_series = app
         .get_ok(
             &room.student.token,
@@ -375,7 +409,10 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
 
     // The upload is recorded, audited, and its report can be read again.
     let uploads = app
-        .get_ok(&room.teacher.token, &format!("/api/v1/datasets/{dataset}/uploads"))
+        .get_ok(
+            &room.teacher.token,
+            &format!("/api/v1/datasets/{dataset}/uploads"),
+        )
         .await;
     let upload = uploads[0]["id"].as_i64().unwrap();
     let again = app
@@ -387,12 +424,19 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
             .await,
     );
     let audit = app.audit("").await;
-    let uploads_audited = audit.iter().filter(|e| e["action"] == "dataset.upload").count();
+    let uploads_audited = audit
+        .iter()
+        .filter(|e| e["action"] == "dataset.upload")
+        .count();
     assert_eq!(uploads_audited, 1);
 
     // The same files again change nothing.
     let (_, again) = app
-        .upload(&room.teacher.token, dataset, folder_files(series_dir.path()))
+        .upload(
+            &room.teacher.token,
+            dataset,
+            folder_files(series_dir.path()),
+        )
         .await;
     assert_eq!(again["imported"], 0, "{again}");
     assert_eq!(again["already_present"], 6, "{again}");
@@ -407,15 +451,24 @@ async fn a_series_that_forms_a_volume_downloads_as_nifti_equal_to_the_pixels() {
     let teacher = app.user(Role::Teacher).await;
     let dataset = app.dataset(&teacher.token, "Volumes", None).await;
     let dir = tempfile::tempdir().unwrap();
-    make_series(&python, dir.path(), &["--slices", "10", "--size", "24", "--orientation", "coronal"]);
-    let (_, report) = app.upload(&teacher.token, dataset, folder_files(dir.path())).await;
+    make_series(
+        &python,
+        dir.path(),
+        &["--slices", "10", "--size", "24", "--orientation", "coronal"],
+    );
+    let (_, report) = app
+        .upload(&teacher.token, dataset, folder_files(dir.path()))
+        .await;
     let series = report["series"][0].as_i64().unwrap();
     let derived = app.derived_series(&teacher.token, series).await;
     assert_eq!(derived["derived"], "ready", "{derived}");
     assert_eq!(derived["summary"]["volume"]["ok"], true, "{derived}");
     assert_eq!(derived["summary"]["volume"]["dims"], json!([24, 24, 10]));
     let spacing = derived["summary"]["volume"]["spacing"].as_array().unwrap();
-    assert!((spacing[2].as_f64().unwrap() - 2.5).abs() < 1e-6, "{derived}");
+    assert!(
+        (spacing[2].as_f64().unwrap() - 2.5).abs() < 1e-6,
+        "{derived}"
+    );
 
     let thumbnail = app
         .http
@@ -435,10 +488,12 @@ async fn a_series_that_forms_a_volume_downloads_as_nifti_equal_to_the_pixels() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-disposition"]
-        .to_str()
-        .unwrap()
-        .ends_with(".nii.gz\""));
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .ends_with(".nii.gz\"")
+    );
     let bytes = response.bytes().await.unwrap();
     let out = dir.path().join("volume.nii.gz");
     std::fs::write(&out, &bytes).unwrap();
@@ -464,7 +519,10 @@ async fn a_series_that_forms_a_volume_downloads_as_nifti_equal_to_the_pixels() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert_eq!(with_action(&app.audit("").await, "dataset.download").len(), 1);
+    assert_eq!(
+        with_action(&app.audit("").await, "dataset.download").len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -477,12 +535,17 @@ async fn a_series_with_a_missing_slice_is_reported_and_not_converted() {
     let dataset = app.dataset(&teacher.token, "Gaps", None).await;
     let dir = tempfile::tempdir().unwrap();
     make_series(&python, dir.path(), &["--slices", "8", "--missing", "4"]);
-    let (_, report) = app.upload(&teacher.token, dataset, folder_files(dir.path())).await;
+    let (_, report) = app
+        .upload(&teacher.token, dataset, folder_files(dir.path()))
+        .await;
     let series = report["series"][0].as_i64().unwrap();
     let derived = app.derived_series(&teacher.token, series).await;
     assert_eq!(derived["summary"]["volume"]["ok"], false, "{derived}");
     let reason = derived["summary"]["volume"]["reason"].as_str().unwrap();
-    assert!(reason.contains("missing") || reason.contains("gap"), "{reason}");
+    assert!(
+        reason.contains("missing") || reason.contains("gap"),
+        "{reason}"
+    );
     let reply = app
         .get(&teacher.token, &format!("/api/v1/series/{series}/nifti"))
         .await;
@@ -522,7 +585,10 @@ async fn nifti_uploads_and_their_masks_are_linked_and_cleaned() {
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["imported"], 2, "{report}");
     let series = app
-        .get_ok(&teacher.token, &format!("/api/v1/datasets/{dataset}/series"))
+        .get_ok(
+            &teacher.token,
+            &format!("/api/v1/datasets/{dataset}/series"),
+        )
         .await;
     let image = series
         .as_array()
@@ -546,7 +612,8 @@ async fn nifti_uploads_and_their_masks_are_linked_and_cleaned() {
     // The free-text description is gone from what is stored and served.
     for object in stored_objects(&app) {
         let mut plain = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&object[..]), &mut plain);
+        let _ =
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&object[..]), &mut plain);
         assert!(!contains(&plain, b"Jane Doe"));
     }
 }
@@ -614,8 +681,19 @@ async fn deleting_a_dataset_removes_its_files_but_not_those_another_dataset_hold
     let second = app.dataset(&teacher.token, "Second", None).await;
     let ct = file(&pydicom_file("CT_small.dcm"));
     let mr = file(&pydicom_file("MR_small.dcm"));
-    app.upload(&teacher.token, first, vec![ct.clone(), mr]).await;
+    app.upload(&teacher.token, first, vec![ct.clone(), mr])
+        .await;
     app.upload(&teacher.token, second, vec![ct]).await;
+    // Thumbnails are stored in the background; count once they are all there.
+    for dataset in [first, second] {
+        let series = app
+            .get_ok(&teacher.token, &format!("/api/v1/datasets/{dataset}/series"))
+            .await;
+        for one in series.as_array().unwrap() {
+            app.derived_series(&teacher.token, one["id"].as_i64().unwrap())
+                .await;
+        }
+    }
     let before = stored_objects(&app).len();
     let reply = app
         .delete(&teacher.token, &format!("/api/v1/datasets/{first}"))
@@ -631,7 +709,8 @@ async fn deleting_a_dataset_removes_its_files_but_not_those_another_dataset_hold
     let derived = app.derived_series(&teacher.token, id).await;
     assert_eq!(derived["instances"], 1);
     assert_error(
-        &app.get(&teacher.token, &format!("/api/v1/datasets/{first}")).await,
+        &app.get(&teacher.token, &format!("/api/v1/datasets/{first}"))
+            .await,
         404,
         "not_found",
     );

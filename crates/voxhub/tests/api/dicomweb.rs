@@ -207,6 +207,30 @@ fn related(parts: &[(&str, &[u8])]) -> Vec<u8> {
     body
 }
 
+/// The imaging venv's Python with these modules (dicomweb-client, Pillow, which pydicom also
+/// uses to decode JPEG 2000), or `None` after a loud note; under CI a missing one fails.
+fn python_with(test: &str, modules: &[&str]) -> Option<std::path::PathBuf> {
+    let python = imaging_python(test)?;
+    for module in modules {
+        let present = std::process::Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "{test}: Python module {module} is not in the imaging venv and CI is set: .ci/run must install it (pip install dicomweb-client pillow)"
+                );
+            }
+            eprintln!(
+                "\n*** SKIPPED {test}: Python module {module} is missing; pip install dicomweb-client pillow into /opt/voxhub/imaging-venv ***\n"
+            );
+            return None;
+        }
+    }
+    Some(python)
+}
+
 /// Runs the reference-tool checks of `dicomweb_check.py`; panics with its complaint.
 fn python_check(python: &Path, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/dicomweb_check.py");
@@ -500,8 +524,10 @@ async fn searches_find_uploaded_studies_by_every_standard_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retrieved_files_metadata_frames_and_pictures_match_pydicom() {
-    let Some(python) = imaging_python("retrieved_files_metadata_frames_and_pictures_match_pydicom")
-    else {
+    let Some(python) = python_with(
+        "retrieved_files_metadata_frames_and_pictures_match_pydicom",
+        &["PIL"],
+    ) else {
         return;
     };
     let app = TestApp::spawn().await;
@@ -776,8 +802,10 @@ async fn retrieved_files_metadata_frames_and_pictures_match_pydicom() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stow_stores_through_ingest_and_names_every_refused_part() {
-    let Some(_python) = imaging_python("stow_stores_through_ingest_and_names_every_refused_part")
-    else {
+    let Some(python) = python_with(
+        "stow_stores_through_ingest_and_names_every_refused_part",
+        &["PIL"],
+    ) else {
         return;
     };
     let app = TestApp::spawn().await;
@@ -829,9 +857,9 @@ async fn stow_stores_through_ingest_and_names_every_refused_part() {
 
     // What was stored is what the index and the files hold, de-identified.
     let url = strip_origin(&app, &text(&stored[0], "00081190")).to_string();
-    let file = get(&app, &owner.token, &url, None).await;
-    assert_eq!(file.status, StatusCode::OK);
-    assert!(find(&file.parts()[0].1, b"CompressedSamples").is_none());
+    let retrieved = get(&app, &owner.token, &url, None).await;
+    assert_eq!(retrieved.status, StatusCode::OK);
+    assert!(find(&retrieved.parts()[0].1, b"CompressedSamples").is_none());
     let uploads = app
         .get_ok(&owner.token, &format!("/api/v1/datasets/{dataset}/uploads"))
         .await;
@@ -928,6 +956,50 @@ async fn stow_stores_through_ingest_and_names_every_refused_part() {
         1,
         "nothing else was stored"
     );
+
+    // A colour file larger than the JSON API's 64 KiB body limit, stored and rendered.
+    let colour_name = "examples_rgb_color.dcm";
+    let (_, colour) = file(colour_name);
+    assert!(colour.len() > 64 * 1024);
+    let big = stow(
+        &app,
+        &owner.token,
+        &path,
+        STOW_TYPE,
+        related(&[("application/dicom", &colour)]),
+    )
+    .await;
+    assert_eq!(
+        big.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&big.body)
+    );
+    let url =
+        strip_origin(&app, &text(&big.json()["00081199"]["Value"][0], "00081190")).to_string();
+    let picture = get(
+        &app,
+        &owner.token,
+        &format!("{url}/rendered"),
+        Some("image/png"),
+    )
+    .await;
+    assert_eq!(picture.status, StatusCode::OK);
+    let png = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(png.path(), &picture.body).unwrap();
+    let checked = python_check(
+        &python,
+        &[
+            "check",
+            "--original",
+            &pydicom_file(colour_name).to_string_lossy(),
+            "--png",
+            &png.path().to_string_lossy(),
+            "320",
+            "240",
+        ],
+    );
+    assert_eq!(checked["png_mode"], "RGB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1089,6 +1161,29 @@ async fn a_student_never_reaches_another_class_or_a_private_dataset_through_dico
         "refusals are audited: {refusals:?}"
     );
 
+    // The browser's session cookie reads, but never stores (a page elsewhere could post).
+    let by_cookie = app
+        .http
+        .get(format!("{}/dicom-web/studies", app.url))
+        .header("cookie", format!("voxhub_session={}", student.token))
+        .header(ACCEPT, DICOM_JSON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), StatusCode::OK);
+    let by_cookie: Value = by_cookie.json().await.unwrap();
+    assert_eq!(by_cookie.as_array().unwrap().len(), 1);
+    let cookie_store = app
+        .http
+        .post(format!("{}/dicom-web/datasets/{shared}/studies", app.url))
+        .header("cookie", format!("voxhub_session={}", teacher.token))
+        .header(CONTENT_TYPE, STOW_TYPE)
+        .body(related(&[("application/dicom", &file(MR).1)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cookie_store.status(), StatusCode::UNAUTHORIZED);
+
     // Without a token, or with a wrong one: 401.
     let anonymous = app.get("", "/dicom-web/studies").await;
     assert_error(&anonymous, 401, "unauthenticated");
@@ -1214,24 +1309,12 @@ async fn bad_dicomweb_requests_are_refused_with_what_to_send() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dicomweb_client_stores_searches_and_retrieves() {
-    let Some(python) = imaging_python("dicomweb_client_stores_searches_and_retrieves") else {
+    let Some(python) = python_with(
+        "dicomweb_client_stores_searches_and_retrieves",
+        &["dicomweb_client", "PIL"],
+    ) else {
         return;
     };
-    let has_client = std::process::Command::new(&python)
-        .args(["-c", "import dicomweb_client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_client {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "dicomweb-client is not in the imaging venv and CI is set: .ci/run must install it"
-            );
-        }
-        eprintln!(
-            "\n*** SKIPPED dicomweb_client_stores_searches_and_retrieves: pip install dicomweb-client into /opt/voxhub/imaging-venv ***\n"
-        );
-        return;
-    }
     let app = TestApp::spawn().await;
     let owner = app.user(Role::Teacher).await;
     // An API token, as another tool would be given.

@@ -116,8 +116,21 @@ async fn every_documented_route_answers() {
         1
     );
 
+    // Dataset 1 with series 1 from upload 1.
+    let dataset = app.dataset(&app.admin.token, "Dataset one", Some(class)).await;
+    assert_eq!(dataset, 1);
+    let ct = std::fs::read(pydicom_file("CT_small.dcm")).expect("pydicom's CT_small.dcm");
+    let (status, report) = app
+        .upload(&app.admin.token, dataset, vec![("ct.dcm".into(), ct)])
+        .await;
+    assert_eq!((status, &report["series"]), (StatusCode::OK, &json!([1])), "{report}");
+    app.derived_series(&app.admin.token, 1).await;
+
     let doc = document(&app).await;
-    for (method, path, _) in operations(&doc) {
+    let mut operations = operations(&doc);
+    // Deletions last, so that what they delete was there for the others.
+    operations.sort_by_key(|(method, _, _)| *method == Method::DELETE);
+    for (method, path, _) in operations {
         let token = app.session_for(app.admin.id).await;
         let body = matches!(method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
         let url = concrete(&path);

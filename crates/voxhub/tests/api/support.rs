@@ -179,7 +179,9 @@ impl TestApp {
         let with_runtime = runtime.is_some();
         let imaging = Arc::new(voxhub_web::datasets::Imaging::new(
             imaging_settings(),
-            Arc::new(voxhub_storage::LocalStore::new(dir.path().join("objects")).expect("object store")),
+            Arc::new(
+                voxhub_storage::LocalStore::new(dir.path().join("objects")).expect("object store"),
+            ),
             dir.path().join("spool"),
         ));
         let state = AppState::with_parts(store.clone(), settings.clone(), runtime, Some(imaging));
@@ -790,7 +792,9 @@ pub fn imaging_python(test: &str) -> Option<PathBuf> {
         return Some(python.to_path_buf());
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{test}: /opt/voxhub/imaging-venv is missing and CI is set: .ci/run must install it");
+        panic!(
+            "{test}: /opt/voxhub/imaging-venv is missing and CI is set: .ci/run must install it"
+        );
     }
     eprintln!("\n*** SKIPPED {test}: /opt/voxhub/imaging-venv is missing (run .ci/run) ***\n");
     None
@@ -802,7 +806,12 @@ pub fn pydicom_file(name: &str) -> PathBuf {
     std::fs::read_dir(lib)
         .expect("the imaging venv")
         .flatten()
-        .map(|entry| entry.path().join("site-packages/pydicom/data/test_files").join(name))
+        .map(|entry| {
+            entry
+                .path()
+                .join("site-packages/pydicom/data/test_files")
+                .join(name)
+        })
         .find(|path| path.is_file())
         .unwrap_or_else(|| panic!("pydicom test file {name} not found"))
 }
@@ -840,17 +849,30 @@ impl TestApp {
     /// Creates a dataset and returns its id.
     pub async fn dataset(&self, token: &str, name: &str, class: Option<i64>) -> i64 {
         let reply = self
-            .call(Method::POST, token, "/api/v1/datasets", Some(json!({"name": name, "class": class})))
+            .call(
+                Method::POST,
+                token,
+                "/api/v1/datasets",
+                Some(json!({"name": name, "class": class})),
+            )
             .await;
         assert_eq!(reply.0, StatusCode::CREATED, "{}", reply.1);
         reply.1["id"].as_i64().expect("dataset id")
     }
 
     /// Uploads files (name, bytes) into a dataset in one multipart request.
-    pub async fn upload(&self, token: &str, dataset: i64, files: Vec<(String, Vec<u8>)>) -> (StatusCode, Value) {
+    pub async fn upload(
+        &self,
+        token: &str,
+        dataset: i64,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> (StatusCode, Value) {
         let mut form = reqwest::multipart::Form::new();
         for (name, bytes) in files {
-            form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
+            );
         }
         let response = self
             .http
@@ -867,7 +889,14 @@ impl TestApp {
     /// Waits until a series is derived (ready or failed) and returns it.
     pub async fn derived_series(&self, token: &str, series: i64) -> Value {
         for _ in 0..300 {
-            let reply = self.call(Method::GET, token, &format!("/api/v1/series/{series}"), None).await;
+            let reply = self
+                .call(
+                    Method::GET,
+                    token,
+                    &format!("/api/v1/series/{series}"),
+                    None,
+                )
+                .await;
             assert_eq!(reply.0, StatusCode::OK, "{}", reply.1);
             if reply.1["derived"] != "pending" {
                 return reply.1;

@@ -1119,16 +1119,21 @@ async fn render_latency() {
             .await,
         );
     }
+    let mut index_read = Vec::new();
+    for _ in 0..50 {
+        index_read.push(get(format!("/api/v1/series/{ct}")).await);
+    }
     let median = |mut times: Vec<Duration>| {
         times.sort();
         times[times.len() / 2]
     };
     eprintln!(
-        "viewer latency, 512x512x{slices} CT: first view (decode) {cold:?}; warm axial slice rendered {:?} (median of {}), from the PNG cache {:?}; coronal 512x{} rendered {:?}",
+        "viewer latency, 512x512x{slices} CT: first view (decode) {cold:?}; warm axial slice rendered {:?} (median of {}), from the PNG cache {:?}; coronal 512x{} rendered {:?}; for comparison GET /api/v1/series/{{id}} {:?}",
         median(first.clone()),
         first.len(),
         median(again),
         (slices as f64 * 2.5 / 0.5).round(),
-        median(coronal)
+        median(coronal),
+        median(index_read)
     );
 }

@@ -44,7 +44,9 @@ async fn list_datasets(
     ClientAddr(source): ClientAddr,
     caller: Caller,
 ) -> Result<Json<Vec<DatasetView>>, ApiError> {
-    Ok(Json(datasets::list(&state, &caller.context(&source)).await?))
+    Ok(Json(
+        datasets::list(&state, &caller.context(&source)).await?,
+    ))
 }
 
 /// Create a dataset: private, or shared read-only with a class you teach.
@@ -68,7 +70,9 @@ async fn get_dataset(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<DatasetView>, ApiError> {
-    Ok(Json(datasets::readable(&state, &caller.context(&source), id).await?))
+    Ok(Json(
+        datasets::readable(&state, &caller.context(&source), id).await?,
+    ))
 }
 
 /// Rename, describe, share with a class or make private; `keep_originals` is for admins.
@@ -139,9 +143,15 @@ pub async fn spool_multipart(
         match field.name() {
             Some("file") => {}
             Some("label_of") => {
-                let text = field.text().await.map_err(|_| bad("label_of could not be read"))?;
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|_| bad("label_of could not be read"))?;
                 label_of = Some(text.trim().parse::<i64>().map_err(|_| {
-                    ApiError::bad_request("invalid_label_of", "label_of must be the id of the image series the masks label")
+                    ApiError::bad_request(
+                        "invalid_label_of",
+                        "label_of must be the id of the image series the masks label",
+                    )
                 })?);
                 continue;
             }
@@ -150,7 +160,11 @@ pub async fn spool_multipart(
                     "unknown form field '{other}'; send files in parts named 'file' (and optionally label_of)"
                 )));
             }
-            None => return Err(bad("every part of the upload needs a name; send files in parts named 'file'")),
+            None => {
+                return Err(bad(
+                    "every part of the upload needs a name; send files in parts named 'file'",
+                ));
+            }
         }
         let name = field
             .file_name()
@@ -158,7 +172,9 @@ pub async fn spool_multipart(
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("file-{}", files.len() + 1));
         let path = spool.path().join(format!("{}", files.len()));
-        let mut out = tokio::fs::File::create(&path).await.map_err(ApiError::internal)?;
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(ApiError::internal)?;
         let mut size: u64 = 0;
         while let Some(chunk) = field
             .chunk()
@@ -176,7 +192,9 @@ pub async fn spool_multipart(
         files.push(IncomingFile { name, path, size });
     }
     if files.is_empty() {
-        return Err(bad("the upload has no files; choose files, a folder or a zip to upload"));
+        return Err(bad(
+            "the upload has no files; choose files, a folder or a zip to upload",
+        ));
     }
     Ok((spool, files, label_of))
 }
@@ -205,15 +223,21 @@ async fn upload_files(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
     mut multipart: Multipart,
-) -> Result<Json<IngestReport>, ApiError> {
+) -> Result<Response, Response> {
     let ctx = caller.context(&source);
-    let imaging = datasets::imaging(&state)?.clone();
-    // Refuse before reading a byte of an upload the caller may not make.
-    datasets::changeable(&state, &ctx, id, "dataset.upload").await?;
-    let (_spool, files, label_of) = spool_multipart(&imaging, &mut multipart).await?;
-    Ok(Json(
-        datasets::ingest::ingest(&state, &ctx, id, files, label_of).await?,
-    ))
+    // Refuse before reading a byte of an upload the caller may not make; the unread body
+    // is left behind, so the connection must close for the client's next request.
+    let imaging = datasets::imaging(&state).map_err(closing)?.clone();
+    datasets::changeable(&state, &ctx, id, "dataset.upload")
+        .await
+        .map_err(closing)?;
+    let (_spool, files, label_of) = spool_multipart(&imaging, &mut multipart)
+        .await
+        .map_err(closing)?;
+    let report = datasets::ingest::ingest(&state, &ctx, id, files, label_of)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Json(report).into_response())
 }
 
 /// Uploads into a dataset, newest first (those who may change the dataset).
@@ -240,7 +264,13 @@ async fn get_upload(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let upload = state.store.upload(id).await?;
-    datasets::changeable(&state, &caller.context(&source), upload.dataset_id, "dataset.uploads").await?;
+    datasets::changeable(
+        &state,
+        &caller.context(&source),
+        upload.dataset_id,
+        "dataset.uploads",
+    )
+    .await?;
     let mut response = upload.report.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -331,7 +361,9 @@ async fn get_series(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<SeriesView>, ApiError> {
     Ok(Json(
-        datasets::series(&state, &caller.context(&source), id).await?.0,
+        datasets::series(&state, &caller.context(&source), id)
+            .await?
+            .0,
     ))
 }
 
@@ -348,7 +380,10 @@ async fn series_thumbnail(
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=60")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=60"),
+            ),
         ],
         png,
     )
@@ -369,15 +404,29 @@ async fn series_nifti(
     Ok(nifti_response(&name, bytes))
 }
 
+/// An error answered before the request body was read: the connection closes with it, so
+/// that what is left of the body is not read as the client's next request.
+pub fn closing(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// A `.nii.gz` download.
 pub fn nifti_response(name: &str, bytes: Vec<u8>) -> Response {
     let disposition = format!("attachment; filename=\"{name}\"");
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/gzip")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/gzip"),
+            ),
             (
                 header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
             ),
         ],
         bytes,

@@ -881,43 +881,84 @@ mod tests {
         );
     }
 
-    /// A store whose objects are not local files (like S3 will be): views copy them.
+    /// A store whose objects are not local files (like S3 will be): views copy them. The
+    /// methods are what `#[async_trait]` makes of the trait's `async fn`s.
     struct NotLocal(voxhub_storage::LocalStore);
 
-    #[async_trait::async_trait]
+    type Boxed<'a, T> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<T, voxhub_storage::StorageError>> + Send + 'a>,
+    >;
+
     impl ObjectStore for NotLocal {
-        async fn put(&self, bytes: &[u8]) -> Result<ObjectId, voxhub_storage::StorageError> {
-            self.0.put(bytes).await
+        fn put<'s, 'b, 'a>(&'s self, bytes: &'b [u8]) -> Boxed<'a, ObjectId>
+        where
+            's: 'a,
+            'b: 'a,
+            Self: 'a,
+        {
+            self.0.put(bytes)
         }
-        async fn put_file(&self, path: &Path) -> Result<ObjectId, voxhub_storage::StorageError> {
-            self.0.put_file(path).await
+        fn put_file<'s, 'b, 'a>(&'s self, path: &'b Path) -> Boxed<'a, ObjectId>
+        where
+            's: 'a,
+            'b: 'a,
+            Self: 'a,
+        {
+            self.0.put_file(path)
         }
-        async fn get(&self, id: &ObjectId) -> Result<Vec<u8>, voxhub_storage::StorageError> {
-            self.0.get(id).await
+        fn get<'s, 'b, 'a>(&'s self, id: &'b ObjectId) -> Boxed<'a, Vec<u8>>
+        where
+            's: 'a,
+            'b: 'a,
+            Self: 'a,
+        {
+            self.0.get(id)
         }
-        async fn open(
-            &self,
-            id: &ObjectId,
-        ) -> Result<voxhub_storage::ObjectReader, voxhub_storage::StorageError> {
-            self.0.open(id).await
+        fn open<'s, 'b, 'a>(&'s self, id: &'b ObjectId) -> Boxed<'a, voxhub_storage::ObjectReader>
+        where
+            's: 'a,
+            'b: 'a,
+            Self: 'a,
+        {
+            self.0.open(id)
         }
-        async fn exists(&self, id: &ObjectId) -> Result<bool, voxhub_storage::StorageError> {
-            self.0.exists(id).await
+        fn exists<'s, 'b, 'a>(&'s self, id: &'b ObjectId) -> Boxed<'a, bool>
+        where
+            's: 'a,
+            'b: 'a,
+            Self: 'a,
+        {
+            self.0.exists(id)
         }
-        async fn size(&self, id: &ObjectId) -> Result<u64, voxhub_storage::StorageError> {
-            self.0.size(id).await
+        fn size<'s, 'b, 'a>(&'s self, id: &'b ObjectId) -> Boxed<'a, u64>
+        where
+            's: 'a,
+            'b: 'a,
+            Self: 'a,
+        {
+            self.0.size(id)
         }
-        async fn delete(&self, id: &ObjectId) -> Result<(), voxhub_storage::StorageError> {
-            self.0.delete(id).await
+        fn delete<'s, 'b, 'a>(&'s self, id: &'b ObjectId) -> Boxed<'a, ()>
+        where
+            's: 'a,
+            'b: 'a,
+            Self: 'a,
+        {
+            self.0.delete(id)
         }
-        async fn list(&self) -> Result<Vec<ObjectId>, voxhub_storage::StorageError> {
-            self.0.list().await
+        fn list<'s, 'a>(&'s self) -> Boxed<'a, Vec<ObjectId>>
+        where
+            's: 'a,
+            Self: 'a,
+        {
+            self.0.list()
         }
-        async fn sweep_temporaries(
-            &self,
-            older_than: std::time::Duration,
-        ) -> Result<usize, voxhub_storage::StorageError> {
-            self.0.sweep_temporaries(older_than).await
+        fn sweep_temporaries<'s, 'a>(&'s self, older_than: std::time::Duration) -> Boxed<'a, usize>
+        where
+            's: 'a,
+            Self: 'a,
+        {
+            self.0.sweep_temporaries(older_than)
         }
     }
 

@@ -85,11 +85,25 @@ pub async fn derive_series(state: &AppState, series_id: i64) -> Result<(), ApiEr
     };
     let failed = derived.summary.get("error").is_some();
     let thumbnail = match derived.thumbnail {
-        Some(png) => Some(imaging.objects.put(&png).await.map_err(ApiError::internal)?.to_string()),
+        Some(png) => Some(
+            imaging
+                .objects
+                .put(&png)
+                .await
+                .map_err(ApiError::internal)?
+                .to_string(),
+        ),
         None => None,
     };
     let nifti = match derived.nifti {
-        Some(NiftiOut::Bytes(bytes)) => Some(imaging.objects.put(&bytes).await.map_err(ApiError::internal)?.to_string()),
+        Some(NiftiOut::Bytes(bytes)) => Some(
+            imaging
+                .objects
+                .put(&bytes)
+                .await
+                .map_err(ApiError::internal)?
+                .to_string(),
+        ),
         Some(NiftiOut::Existing(id)) => Some(id),
         None => None,
     };
@@ -107,7 +121,11 @@ pub async fn derive_series(state: &AppState, series_id: i64) -> Result<(), ApiEr
     Ok(())
 }
 
-async fn derive(imaging: &Imaging, series: &Series, instances: &[Instance]) -> Result<Derived, String> {
+async fn derive(
+    imaging: &Imaging,
+    series: &Series,
+    instances: &[Instance],
+) -> Result<Derived, String> {
     if instances.is_empty() {
         return Err("the series has no files".into());
     }
@@ -123,7 +141,9 @@ async fn derive(imaging: &Imaging, series: &Series, instances: &[Instance]) -> R
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| format!("deriving stopped unexpectedly: {e}"))?
@@ -155,7 +175,10 @@ fn window_json(window: WindowLevel) -> Value {
 }
 
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 2), flate2::Compression::fast());
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 2),
+        flate2::Compression::fast(),
+    );
     encoder
         .write_all(bytes)
         .and_then(|()| encoder.finish())
@@ -201,7 +224,11 @@ async fn derive_dicom(imaging: &Imaging, instances: &[Instance]) -> Result<Deriv
     } else if with_pixels.iter().any(|i| i.frames > 1) {
         Err("the series contains multi-frame images; their frames are shown one by one".to_string())
     } else {
-        match geometries.iter().map(Option::as_ref).collect::<Option<Vec<&Geometry>>>() {
+        match geometries
+            .iter()
+            .map(Option::as_ref)
+            .collect::<Option<Vec<&Geometry>>>()
+        {
             Some(all) => volume::plan(&all).map_err(|e| e.to_string()),
             None => Err("some images have no readable geometry".to_string()),
         }
@@ -213,7 +240,8 @@ async fn derive_dicom(imaging: &Imaging, instances: &[Instance]) -> Result<Deriv
     let middle = with_pixels[order[order.len() / 2]];
     let middle_bytes = load(imaging, &middle.object_id).await?;
     let (thumbnail, window, decode_error, photometric) = blocking(move || {
-        let image = dicom::read_bytes(Path::new("image"), &middle_bytes).map_err(|e| e.to_string())?;
+        let image =
+            dicom::read_bytes(Path::new("image"), &middle_bytes).map_err(|e| e.to_string())?;
         match dicom::pixels(&image) {
             Ok(frames) => {
                 let values = &frames.frames[frames.frames.len() / 2];
@@ -228,7 +256,12 @@ async fn derive_dicom(imaging: &Imaging, instances: &[Instance]) -> Result<Deriv
                     mono1,
                     THUMBNAIL_SIDE,
                 );
-                Ok((Some(png), Some(window), None, frames.photometric_interpretation.clone()))
+                Ok((
+                    Some(png),
+                    Some(window),
+                    None,
+                    frames.photometric_interpretation.clone(),
+                ))
             }
             Err(error) => Ok((
                 None,
@@ -274,7 +307,9 @@ async fn derive_dicom(imaging: &Imaging, instances: &[Instance]) -> Result<Deriv
             let built = blocking(move || {
                 let images = files
                     .iter()
-                    .map(|bytes| dicom::read_bytes(Path::new("slice"), bytes).map_err(|e| e.to_string()))
+                    .map(|bytes| {
+                        dicom::read_bytes(Path::new("slice"), bytes).map_err(|e| e.to_string())
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let volume = volume::assemble(&images).map_err(|e| e.to_string())?;
                 let encoded = nifti_export::encode(&volume).map_err(|e| e.to_string())?;
@@ -287,7 +322,8 @@ async fn derive_dicom(imaging: &Imaging, instances: &[Instance]) -> Result<Deriv
             }
         }
         Ok(_) => {
-            summary["volume"] = json!({ "ok": false, "reason": decode_error.clone().unwrap_or_default() });
+            summary["volume"] =
+                json!({ "ok": false, "reason": decode_error.clone().unwrap_or_default() });
         }
         Err(reason) => summary["volume"] = json!({ "ok": false, "reason": reason }),
     }
@@ -303,10 +339,22 @@ fn derive_nifti(name: &str, bytes: &[u8], object: String) -> Result<Derived, Str
     let read = nifti_read::read_bytes(name, bytes).map_err(|e| e.to_string())?;
     let volume: &Volume = &read.volume;
     let g = &volume.geometry;
-    let axial = reformat::slice(volume, reformat::Plane::Axial, reformat::plane_len(volume, reformat::Plane::Axial) / 2)
-        .map_err(|e| e.to_string())?;
+    let axial = reformat::slice(
+        volume,
+        reformat::Plane::Axial,
+        reformat::plane_len(volume, reformat::Plane::Axial) / 2,
+    )
+    .map_err(|e| e.to_string())?;
     let window = auto_window(&axial.values);
-    let thumbnail = thumbnail_png(&axial.values, axial.columns, axial.rows, 1, window, false, THUMBNAIL_SIDE);
+    let thumbnail = thumbnail_png(
+        &axial.values,
+        axial.columns,
+        axial.rows,
+        1,
+        window,
+        false,
+        THUMBNAIL_SIDE,
+    );
     let nifti = if bytes.starts_with(&[0x1f, 0x8b]) {
         NiftiOut::Existing(object)
     } else {

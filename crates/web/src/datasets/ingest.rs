@@ -127,7 +127,11 @@ pub async fn ingest(
     let semaphore = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, unit) in units.into_iter().enumerate() {
-        let permit = semaphore.clone().acquire_owned().await.map_err(ApiError::internal)?;
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
         let state = state.clone();
         let imaging = imaging.clone();
         let dataset = dataset.clone();
@@ -149,7 +153,10 @@ pub async fn ingest(
     let mut series = BTreeSet::new();
     let mut deid = DeidSummary {
         applied: imaging.settings.deidentify,
-        dates: match (imaging.settings.deidentify, imaging.settings.deid.date_policy) {
+        dates: match (
+            imaging.settings.deidentify,
+            imaging.settings.deid.date_policy,
+        ) {
             (false, _) => "kept (de-identification is turned off)".into(),
             (true, voxhub_imaging::deid::DatePolicy::ShiftPerPatient) => {
                 "shifted by a secret number of days, the same for every file of a patient".into()
@@ -175,7 +182,10 @@ pub async fn ingest(
                 already_present += 1;
                 series.insert(series_id);
             }
-            Err(reason) => skipped.push(Skipped { name: name.clone(), reason }),
+            Err(reason) => skipped.push(Skipped {
+                name: name.clone(),
+                reason,
+            }),
         }
         if let Some(report) = outcome.deid {
             removed.extend(report.removed);
@@ -260,16 +270,17 @@ async fn expand(
         return;
     }
     let mut head = [0u8; 512];
-    let head_len = match std::fs::File::open(&file.path).and_then(|mut f| read_up_to(&mut f, &mut head)) {
-        Ok(len) => len,
-        Err(error) => {
-            skipped.push(Skipped {
-                name: file.name,
-                reason: format!("the upload could not be read back: {error}"),
-            });
-            return;
-        }
-    };
+    let head_len =
+        match std::fs::File::open(&file.path).and_then(|mut f| read_up_to(&mut f, &mut head)) {
+            Ok(len) => len,
+            Err(error) => {
+                skipped.push(Skipped {
+                    name: file.name,
+                    reason: format!("the upload could not be read back: {error}"),
+                });
+                return;
+            }
+        };
     if sniff::kind(&file.name, &head[..head_len]) == FileKind::Zip {
         let max_file = imaging.settings.max_file_bytes;
         let path = file.path.clone();
@@ -370,7 +381,11 @@ fn folders(name: &str) -> (String, String) {
     } else {
         String::new()
     };
-    let top = if parts.len() > 1 { parts[0].to_string() } else { String::new() };
+    let top = if parts.len() > 1 {
+        parts[0].to_string()
+    } else {
+        String::new()
+    };
     (folder, top)
 }
 
@@ -378,7 +393,12 @@ fn file_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
-async fn import_unit(state: &AppState, imaging: &Imaging, dataset: &Dataset, unit: Unit) -> UnitOutcome {
+async fn import_unit(
+    state: &AppState,
+    imaging: &Imaging,
+    dataset: &Dataset,
+    unit: Unit,
+) -> UnitOutcome {
     let head_len = unit.bytes.len().min(512);
     let kind = sniff::kind(&unit.name, &unit.bytes[..head_len]);
     match kind {
@@ -386,7 +406,9 @@ async fn import_unit(state: &AppState, imaging: &Imaging, dataset: &Dataset, uni
         FileKind::Nifti | FileKind::Png | FileKind::Jpeg => {
             import_other(state, imaging, dataset, unit, kind).await
         }
-        FileKind::Zip => failed("nested archives are not expanded; upload the inner zip separately"),
+        FileKind::Zip => {
+            failed("nested archives are not expanded; upload the inner zip separately")
+        }
         _ => failed(
             "not an imaging file voxhub reads (DICOM, NIfTI .nii/.nii.gz, PNG, JPEG or a zip of them)",
         ),
@@ -418,8 +440,16 @@ fn geometry_json(image: &voxhub_imaging::dicom::DicomImage) -> String {
     .to_string()
 }
 
-async fn import_dicom(state: &AppState, imaging: &Imaging, dataset: &Dataset, unit: Unit) -> UnitOutcome {
-    let deid = imaging.settings.deidentify.then(|| imaging.settings.deid.clone());
+async fn import_dicom(
+    state: &AppState,
+    imaging: &Imaging,
+    dataset: &Dataset,
+    unit: Unit,
+) -> UnitOutcome {
+    let deid = imaging
+        .settings
+        .deidentify
+        .then(|| imaging.settings.deid.clone());
     let name = unit.name.clone();
     let keep_original = dataset.keep_originals;
     let prepared = tokio::task::spawn_blocking(move || {
@@ -468,9 +498,14 @@ async fn store_dicom(
 ) -> Result<Imported, String> {
     let storage_error = |e: voxhub_storage::StorageError| {
         tracing::error!("storing an uploaded file failed: {e}");
-        "the file could not be stored; try again, and tell your administrator if it keeps failing".to_string()
+        "the file could not be stored; try again, and tell your administrator if it keeps failing"
+            .to_string()
     };
-    let object = imaging.objects.put(&prepared.bytes).await.map_err(storage_error)?;
+    let object = imaging
+        .objects
+        .put(&prepared.bytes)
+        .await
+        .map_err(storage_error)?;
     let original_object = match original {
         Some(bytes) => Some(imaging.objects.put(&bytes).await.map_err(storage_error)?),
         None => None,
@@ -484,7 +519,10 @@ async fn store_dicom(
         let patient_id = tx
             .upsert_patient(
                 dataset.id,
-                a.patient_id.as_deref().filter(|p| !p.is_empty()).unwrap_or("(no patient ID)"),
+                a.patient_id
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("(no patient ID)"),
                 &text(&a.patient_name),
                 &text(&a.patient_sex),
                 &text(&a.patient_birth_date),
@@ -530,7 +568,10 @@ async fn store_dicom(
                 transfer_syntax: &image.transfer_syntax_uid,
                 rows: image.geometry.as_ref().map(|g| i64::from(g.rows)),
                 columns: image.geometry.as_ref().map(|g| i64::from(g.columns)),
-                frames: image.geometry.as_ref().map_or(1, |g| i64::from(g.number_of_frames)),
+                frames: image
+                    .geometry
+                    .as_ref()
+                    .map_or(1, |g| i64::from(g.number_of_frames)),
                 geometry: &geometry,
                 object_id: object.as_str(),
                 size_bytes: prepared.bytes.len() as i64,
@@ -554,6 +595,10 @@ async fn store_dicom(
     }
 }
 
+/// A NIfTI file or picture that was read whole: the cleaned bytes, the original when kept,
+/// and its columns, rows and slices.
+type Checked = (Vec<u8>, Option<Vec<u8>>, [i64; 3]);
+
 /// NIfTI volumes and pictures: checked by reading them whole, cleaned of free-text
 /// metadata, stored, and indexed under the folder they were uploaded in.
 async fn import_other(
@@ -565,16 +610,21 @@ async fn import_other(
 ) -> UnitOutcome {
     let name = unit.name.clone();
     let keep_original = dataset.keep_originals;
-    let checked = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Option<Vec<u8>>, [i64; 3]), String> {
+    let checked = tokio::task::spawn_blocking(move || -> Result<Checked, String> {
         let dims = match kind {
             FileKind::Nifti => {
                 let volume = voxhub_imaging::nifti_read::read_bytes(&name, &unit.bytes)
                     .map_err(|e| e.to_string())?;
                 let g = &volume.volume.geometry;
-                [g.columns as i64, g.rows as i64, volume.volume.slices() as i64]
+                [
+                    g.columns as i64,
+                    g.rows as i64,
+                    volume.volume.slices() as i64,
+                ]
             }
             _ => {
-                let picture = voxhub_imaging::raster::read_bytes(&name, &unit.bytes).map_err(|e| e.to_string())?;
+                let picture = voxhub_imaging::raster::read_bytes(&name, &unit.bytes)
+                    .map_err(|e| e.to_string())?;
                 [i64::from(picture.columns), i64::from(picture.rows), 1]
             }
         };
@@ -591,7 +641,10 @@ async fn import_other(
         Ok(Err(reason)) => return failed(strip_name(&reason, &unit.name)),
         Err(error) => return failed(format!("the file could not be processed: {error}")),
     };
-    let result = store_other(state, imaging, dataset, &unit.name, kind, clean, original, dims).await;
+    let result = store_other(
+        state, imaging, dataset, &unit.name, kind, clean, original, dims,
+    )
+    .await;
     UnitOutcome {
         result,
         deid: None,
@@ -613,7 +666,8 @@ async fn store_other(
 ) -> Result<Imported, String> {
     let storage_error = |e: voxhub_storage::StorageError| {
         tracing::error!("storing an uploaded file failed: {e}");
-        "the file could not be stored; try again, and tell your administrator if it keeps failing".to_string()
+        "the file could not be stored; try again, and tell your administrator if it keeps failing"
+            .to_string()
     };
     let object = imaging.objects.put(&clean).await.map_err(storage_error)?;
     let original_object = match original {
@@ -621,7 +675,11 @@ async fn store_other(
         None => None,
     };
     let (folder, top) = folders(name);
-    let patient = if top.is_empty() { "(uploaded files)".to_string() } else { top };
+    let patient = if top.is_empty() {
+        "(uploaded files)".to_string()
+    } else {
+        top
+    };
     let is_nifti = kind == FileKind::Nifti;
     let dataset_key = dataset.id.to_string();
     let study_uid = derived_uid(&[&dataset_key, "study", &patient]);
@@ -629,7 +687,11 @@ async fn store_other(
     let (series_key, series_kind, description, modality) = if is_nifti {
         (name.to_string(), "nifti", file_name(name).to_string(), "")
     } else {
-        let description = if folder.is_empty() { "Pictures".to_string() } else { folder.clone() };
+        let description = if folder.is_empty() {
+            "Pictures".to_string()
+        } else {
+            folder.clone()
+        };
         (format!("pictures:{folder}"), "image", description, "XC")
     };
     let series_uid = derived_uid(&[&dataset_key, "series", &series_key]);
@@ -702,7 +764,9 @@ async fn store_other(
 }
 
 /// Label suffixes that mark a NIfTI file as the mask of the image of the same name.
-const LABEL_SUFFIXES: &[&str] = &["_seg", "_label", "_labels", "_mask", "-seg", "-label", "-labels", "-mask"];
+const LABEL_SUFFIXES: &[&str] = &[
+    "_seg", "_label", "_labels", "_mask", "-seg", "-label", "-labels", "-mask",
+];
 
 fn strip_nifti_ext(name: &str) -> &str {
     name.strip_suffix(".gz")
@@ -766,7 +830,10 @@ mod tests {
 
     #[test]
     fn folders_name_the_case() {
-        assert_eq!(folders("case1/ct/a.png"), ("case1/ct".into(), "case1".into()));
+        assert_eq!(
+            folders("case1/ct/a.png"),
+            ("case1/ct".into(), "case1".into())
+        );
         assert_eq!(folders("a.png"), (String::new(), String::new()));
         assert_eq!(strip_nifti_ext("a_seg.nii.gz"), "a_seg");
         assert_eq!(strip_nifti_ext("a.nii"), "a");

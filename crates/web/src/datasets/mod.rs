@@ -75,7 +75,11 @@ pub struct Imaging {
 }
 
 impl Imaging {
-    pub fn new(settings: ImagingSettings, objects: Arc<dyn ObjectStore>, spool_dir: PathBuf) -> Self {
+    pub fn new(
+        settings: ImagingSettings,
+        objects: Arc<dyn ObjectStore>,
+        spool_dir: PathBuf,
+    ) -> Self {
         Self {
             settings,
             objects,
@@ -377,7 +381,10 @@ pub async fn update(
             state,
             "dataset.keep_originals",
             &target,
-            permissions::require_admin(&ctx.caller.actor(), "choose to keep original (identifiable) files"),
+            permissions::require_admin(
+                &ctx.caller.actor(),
+                "choose to keep original (identifiable) files",
+            ),
         )
         .await?;
         admin_power = true;
@@ -438,7 +445,9 @@ pub async fn delete(state: &AppState, ctx: &Context<'_>, dataset_id: i64) -> Res
             && let Ok(id) = ObjectId::parse(&object)
             && let Err(error) = imaging.objects.delete(&id).await
         {
-            tracing::warn!("could not delete object {object} of deleted dataset {dataset_id}: {error}");
+            tracing::warn!(
+                "could not delete object {object} of deleted dataset {dataset_id}: {error}"
+            );
         }
     }
     Ok(())
@@ -548,13 +557,25 @@ pub async fn thumbnail(
     let imaging = imaging(state)?;
     let (series, _) = readable_series(state, ctx, series_id).await?;
     let Some(object) = series.thumbnail_object.as_deref() else {
-        return Err(ApiError::not_found(match series.derived.as_str() {
-            "pending" => "the thumbnail is still being made; try again in a moment",
-            _ => "this series has no picture to show",
-        }));
+        if series.derived == "pending" {
+            let mut error = ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the thumbnail is still being made; try again in a moment",
+            );
+            error.retry_after_s = Some(1);
+            return Err(error);
+        }
+        return Err(ApiError::not_found("this series has no picture to show"));
     };
     imaging
-        .audit_read(state, ctx, "view", series_target(&series), "thumbnail".into())
+        .audit_read(
+            state,
+            ctx,
+            "view",
+            series_target(&series),
+            "thumbnail".into(),
+        )
         .await?;
     imaging.object(object).await
 }
@@ -591,7 +612,13 @@ pub async fn nifti(
         }
     };
     imaging
-        .audit_read(state, ctx, "download", series_target(&series), "NIfTI".into())
+        .audit_read(
+            state,
+            ctx,
+            "download",
+            series_target(&series),
+            "NIfTI".into(),
+        )
         .await?;
     let bytes = imaging.object(&object).await?;
     Ok((download_name(&series), bytes))
@@ -605,7 +632,13 @@ pub fn download_name(series: &Series) -> String {
         series.description
     )
     .chars()
-    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            c
+        } else {
+            '_'
+        }
+    })
     .collect();
     base.truncate(80);
     let base = base.trim_end_matches(['_', '-', '.']).to_string();

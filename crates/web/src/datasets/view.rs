@@ -584,11 +584,10 @@ async fn load_series(
     if let Some(error) = summary["error"].as_str() {
         return Err(cannot_show(error));
     }
-    let instances = state.store.instances(series.id).await?;
+    let (content, instances) = series_files(state, &imaging, &series).await?;
     if instances.is_empty() {
         return Err(cannot_show("it has no files"));
     }
-    let content = content_key(&series, &instances);
     let budget = imaging.settings.volume_cache_bytes;
     let volume_ok = summary["volume"]["ok"].as_bool() == Some(true);
     let mut not_volume_reason = None;
@@ -642,6 +641,40 @@ async fn load_series(
         layout,
         not_volume_reason,
     })
+}
+
+type FilesKey = (usize, i64, i64, String);
+
+/// The files of a series and its content key, remembered while the series is unchanged
+/// (every new file changes `changed_at`), so that scrolling does not read the file list
+/// again for every slice. The key names the server's imaging side by its address, so two
+/// servers in one process (tests) do not share entries.
+async fn series_files(
+    state: &AppState,
+    imaging: &Arc<Imaging>,
+    series: &Series,
+) -> Result<(String, Arc<Vec<Instance>>), ApiError> {
+    static FILES: OnceLock<Mutex<HashMap<FilesKey, (String, Arc<Vec<Instance>>)>>> =
+        OnceLock::new();
+    let files = FILES.get_or_init(Default::default);
+    let key = (
+        Arc::as_ptr(imaging) as usize,
+        series.id,
+        series.changed_at,
+        series.series_uid.clone(),
+    );
+    if let Some(known) = files.lock().expect("series files lock").get(&key) {
+        return Ok(known.clone());
+    }
+    let instances = state.store.instances(series.id).await?;
+    let content = content_key(series, &instances);
+    let known = (content, Arc::new(instances));
+    let mut files = files.lock().expect("series files lock");
+    if files.len() >= 4096 {
+        files.clear();
+    }
+    files.insert(key, known.clone());
+    Ok(known)
 }
 
 /// A short stable key of a series's content: its kind and the ids of its stored files.
@@ -1305,7 +1338,7 @@ fn render_frame(
 // The viewer's description of a series
 // ---------------------------------------------------------------------------------------
 
-fn presets(file: Option<WindowLevel>) -> Vec<PresetJson> {
+fn presets(file: Option<WindowLevel>, opening: WindowLevel) -> Vec<PresetJson> {
     let mut list: Vec<PresetJson> = PRESET_LABELS
         .iter()
         .filter_map(|(name, label)| {
@@ -1317,14 +1350,17 @@ fn presets(file: Option<WindowLevel>) -> Vec<PresetJson> {
             })
         })
         .collect();
-    if let Some(w) = file {
-        list.push(PresetJson {
-            name: "file".into(),
-            label: "File's own".into(),
-            center: w.center,
-            width: w.width,
-        });
-    }
+    // `file` is the window written in the file, or the automatic one when it has none.
+    let (label, w) = match file {
+        Some(w) => ("File's own", w),
+        None => ("Automatic", opening),
+    };
+    list.push(PresetJson {
+        name: "file".into(),
+        label: label.into(),
+        center: w.center,
+        width: w.width,
+    });
     list
 }
 
@@ -1452,7 +1488,7 @@ pub async fn view_info(
         planes: Vec::new(),
         window: None,
         file_window: None,
-        presets: presets(None),
+        presets: Vec::new(),
         units: "stored value".into(),
         photometric: summary["photometric"].as_str().unwrap_or("").to_string(),
         colour: false,
@@ -1476,7 +1512,7 @@ pub async fn view_info(
             info.planes = volume_planes(&shown.volume);
             info.window = Some(shown.opening_window.into());
             info.file_window = shown.file_window.map(Into::into);
-            info.presets = presets(shown.file_window.or(Some(shown.opening_window)));
+            info.presets = presets(shown.file_window, shown.opening_window);
             info.units = shown.units.clone();
             info.photometric = shown.photometric.clone();
             info.nifti = Some(format!("/api/v1/series/{}/nifti", opened.series.id));
@@ -1485,6 +1521,9 @@ pub async fn view_info(
             info.volume = false;
             if info.not_volume_reason.is_none() {
                 info.not_volume_reason = opened.not_volume_reason.clone();
+            }
+            if frames.is_empty() {
+                return Ok(info);
             }
             let start = frames.len() / 2;
             match stack_frame(&opened, frames, start).await {
@@ -1501,7 +1540,7 @@ pub async fn view_info(
                     if !info.colour {
                         info.window = Some(opening.into());
                         info.file_window = file.file_window.map(Into::into);
-                        info.presets = presets(file.file_window.or(Some(opening)));
+                        info.presets = presets(file.file_window, opening);
                     } else {
                         info.presets = Vec::new();
                     }

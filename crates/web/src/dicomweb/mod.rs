@@ -203,28 +203,37 @@ impl Scope {
 }
 
 /// The scheme and host the caller used, for absolute Retrieve URLs; relative when unknown.
+/// Behind a trusted reverse proxy its `X-Forwarded-Host` and `X-Forwarded-Proto` say them.
 fn origin(state: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
-                })
-        });
-    match host {
-        Some(host) => {
-            let scheme = if state.settings.secure_cookies {
-                "https"
-            } else {
-                "http"
-            };
-            format!("{scheme}://{host}")
-        }
-        None => String::new(),
-    }
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.rsplit(',').next().unwrap_or(h).trim().to_string())
+    };
+    let valid_host = |h: &String| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    };
+    let trusted = state.settings.trust_forwarded_for;
+    let host = trusted
+        .then(|| text("x-forwarded-host"))
+        .flatten()
+        .filter(valid_host)
+        .or_else(|| text(header::HOST.as_str()).filter(valid_host));
+    let scheme = match trusted
+        .then(|| text("x-forwarded-proto"))
+        .flatten()
+        .as_deref()
+    {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ if state.settings.secure_cookies => "https",
+        _ => "http",
+    };
+    host.map_or_else(String::new, |host| format!("{scheme}://{host}"))
 }
 
 /// The datasets a request reaches: the one in its address (if the caller may read it), or

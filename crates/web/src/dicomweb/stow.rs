@@ -17,8 +17,8 @@ use crate::datasets::{changeable, imaging};
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -89,15 +89,9 @@ pub async fn store(
         }
         (Err(error), _) | (_, Err(error)) => Err(error),
     };
-    stored.unwrap_or_else(|error| {
-        // A refusal may come before the body was read; the connection cannot carry another
-        // request after an unread body, so the client is told not to reuse it.
-        let mut response = error.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        response
-    })
+    // A refusal may come before the body was read; the connection cannot carry another
+    // request after an unread body, so the client is told not to reuse it.
+    stored.unwrap_or_else(crate::api::datasets::closing)
 }
 
 async fn store_parts(

@@ -21,7 +21,7 @@
 
   var PREFETCH_AHEAD = 12;      // slices loaded on each side of the shown one first
   var PREFETCH_PARALLEL = 4;    // requests in flight while prefetching
-  var PREFETCH_LIMIT = 600;     // images kept per window and plane
+  var PREFETCH_LIMIT = 400;     // images asked for ahead, and kept, at most
 
   var info = null;
   var s = {
@@ -103,7 +103,7 @@
     image.decoding = 'async';
     image.src = url;
     loaded.set(url, image);
-    if (loaded.size > PREFETCH_LIMIT * 2) {
+    if (loaded.size > PREFETCH_LIMIT) {
       // Forget the oldest; the browser's own cache still has them.
       var first = loaded.keys().next().value;
       loaded.delete(first);
@@ -124,10 +124,15 @@
       showError('');
       layout();
     };
+    var failed = function () {
+      loaded.delete(url); // asked again next time
+      if (shownUrl === url) { explainFailure(url); }
+    };
     if (image.complete && image.naturalWidth) { apply(); }
+    else if (image.complete) { failed(); }
     else {
       image.addEventListener('load', apply, { once: true });
-      image.addEventListener('error', function () { if (shownUrl === url) { explainFailure(url); } }, { once: true });
+      image.addEventListener('error', failed, { once: true });
     }
     el.slider.max = String(p.slices - 1);
     el.slider.value = String(index);
@@ -460,23 +465,32 @@
       showError('These images cannot be shown: ' + info.decode_error);
       return;
     }
-    if (!info.planes.length) { setStatus('This series has no images to show.'); return; }
+    if (!info.planes.length) {
+      setStatus('This series has no images to show' + (info.not_volume_reason ? ': ' + info.not_volume_reason + '.' : '.'));
+      return;
+    }
     info.planes.forEach(function (p) { s.index[p.name] = p.start; });
     s.plane = info.planes[0].name;
     s.colour = info.colour;
     if (info.window) { s.center = info.window.center; s.width = info.window.width; }
-    var fileWindow = info.file_window;
-    if (fileWindow && info.window && fileWindow.center === info.window.center && fileWindow.width === info.window.width) { s.preset = 'file'; }
+    // The opening window is the file's own (or the automatic one): its button is pressed.
+    info.presets.forEach(function (p) {
+      if (p.name === 'file' && info.window && p.center === info.window.center && p.width === info.window.width) { s.preset = 'file'; }
+    });
     el.planes.hidden = !info.volume;
     if (!info.volume && info.not_volume_reason) {
       el.notVolume.textContent = 'This series is shown image by image, not as a volume, so it has no coronal or sagittal views and no NIfTI download: ' + info.not_volume_reason + '.';
       el.notVolume.hidden = false;
     }
     if (info.volume && info.nifti) { el.nifti.href = info.nifti; el.nifti.hidden = false; }
-    var names = {};
-    info.presets.forEach(function (p) { names[p.name] = true; });
+    var labels = {};
+    info.presets.forEach(function (p) { labels[p.name] = p.label; });
     var buttons = el.presets.querySelectorAll('button');
-    for (var i = 0; i < buttons.length; i++) { buttons[i].hidden = !names[buttons[i].getAttribute('data-preset')]; }
+    for (var i = 0; i < buttons.length; i++) {
+      var label = labels[buttons[i].getAttribute('data-preset')];
+      buttons[i].hidden = !label;
+      if (label) { buttons[i].textContent = label; }
+    }
     el.presets.hidden = s.colour;
     if (info.labels.length) {
       info.label_series.forEach(function (label) {
