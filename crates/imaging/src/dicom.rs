@@ -323,49 +323,116 @@ fn write_part10(object: &FileDicomObject<InMemDicomObject>, uid: &str) -> Result
 struct Encoding {
     explicit_vr: bool,
     big_endian: bool,
+    /// The data set is deflated (and explicit VR little endian once inflated).
+    deflated: bool,
 }
 
 impl Encoding {
     const EXPLICIT_LITTLE: Encoding = Encoding {
         explicit_vr: true,
         big_endian: false,
+        deflated: false,
     };
 
-    /// The header encoding of a transfer syntax; `None` for deflated data sets (whose
-    /// headers cannot be seen without inflating them) and unknown transfer syntaxes.
+    /// The header encoding of a transfer syntax; `None` for unknown ones, which dicom-rs
+    /// refuses before reading the data set.
     fn of(uid: &str) -> Option<Encoding> {
         let ts = TransferSyntaxRegistry.get(uid)?;
-        // Neither codec-free nor pixel encapsulation: a data set adapter (deflate).
-        if !ts.is_codec_free() && !ts.is_encapsulated_pixel_data() {
-            return None;
-        }
+        // Neither codec-free nor pixel encapsulation: a data set adapter, which in the
+        // standard is always deflate over explicit VR little endian.
+        let deflated = !ts.is_codec_free() && !ts.is_encapsulated_pixel_data();
         // Implicit VR Little Endian and Explicit VR Big Endian are the only transfer
         // syntaxes that are not explicit VR little endian.
         Some(Encoding {
             explicit_vr: uid != IMPLICIT_VR_LITTLE_ENDIAN,
             big_endian: uid == BIG_ENDIAN,
+            deflated,
         })
     }
 }
 
-/// Checks the declared lengths of a Part 10 file (or one starting at `DICM`): the meta
-/// group, then the data set in the transfer syntax the meta group names.
+/// A deflated data set may inflate to at most this many bytes; past it the file is refused
+/// (a few kilobytes of deflate can claim gigabytes).
+const MAX_INFLATED_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Checks the declared lengths of a Part 10 file (or one starting at `DICM`) as dicom-rs
+/// reads it: the meta group, whose elements it reads until the group length in its
+/// mandatory first element (0002,0000) is used up, then the data set in the transfer
+/// syntax the meta group names (the last one, if named twice).
 fn check_part10_lengths(bytes: &[u8]) -> Result<(), String> {
     let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         132
     } else {
         4
     };
-    let data_set = check_lengths(bytes, start, Encoding::EXPLICIT_LITTLE, Some(0x0002))?;
-    let uid = meta_transfer_syntax(&bytes[start..data_set]);
-    match uid.as_deref().and_then(Encoding::of) {
-        Some(encoding) => check_lengths(bytes, data_set, encoding, None).map(|_| ()),
-        None => Ok(()),
+    // dicom-rs refuses a meta group whose first element is not (0002,0000) with a value of
+    // 4 bytes (whatever its VR says), so there is nothing more to check then.
+    let Some((elements, group_length)) = meta_group_length(bytes, start) else {
+        return Ok(());
+    };
+    let meta_end = elements.saturating_add(group_length as usize);
+    let data_set = check_lengths(bytes, elements, Encoding::EXPLICIT_LITTLE, Some(meta_end))?;
+    let uid = meta_transfer_syntax(&bytes[elements..data_set.min(bytes.len())]);
+    let Some(encoding) = uid.as_deref().and_then(Encoding::of) else {
+        return Ok(());
+    };
+    if encoding.deflated {
+        let inflated = inflate(&bytes[data_set.min(bytes.len())..])?;
+        return check_lengths(&inflated, 0, Encoding::EXPLICIT_LITTLE, None).map(|_| ());
     }
+    check_lengths(bytes, data_set, encoding, None).map(|_| ())
 }
 
-/// The Transfer Syntax UID (0002,0010) of a meta group (explicit VR little endian).
+/// Where the meta elements after (0002,0000) start, and the group length it gives.
+fn meta_group_length(bytes: &[u8], start: usize) -> Option<(usize, u32)> {
+    let header = bytes.get(start..start + 8)?;
+    if header[..4] != [0x02, 0x00, 0x00, 0x00] {
+        return None;
+    }
+    let vr = VR::from_binary([header[4], header[5]]).unwrap_or(VR::UN);
+    let (value, length) = if has_short_length(vr) {
+        (
+            start + 8,
+            u32::from(u16::from_le_bytes([header[6], header[7]])),
+        )
+    } else {
+        let length = bytes.get(start + 8..start + 12)?;
+        (
+            start + 12,
+            u32::from_le_bytes([length[0], length[1], length[2], length[3]]),
+        )
+    };
+    let group_length = bytes.get(value..value + 4).filter(|_| length == 4)?;
+    Some((
+        value + 4,
+        u32::from_le_bytes([
+            group_length[0],
+            group_length[1],
+            group_length[2],
+            group_length[3],
+        ]),
+    ))
+}
+
+/// Inflates a deflated data set (raw deflate, PS3.5 A.5) up to [`MAX_INFLATED_BYTES`].
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    let mut inflated = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|error| format!("the deflated data set does not inflate: {error}"))?;
+    if inflated.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(format!(
+            "the deflated data set inflates to more than {MAX_INFLATED_BYTES} bytes"
+        ));
+    }
+    Ok(inflated)
+}
+
+/// The Transfer Syntax UID (0002,0010) among meta group elements (explicit VR little
+/// endian); the last one when there are several, as dicom-rs keeps the last.
 fn meta_transfer_syntax(mut meta: &[u8]) -> Option<String> {
+    let mut found = None;
     while meta.len() >= 8 {
         let tag = (
             u16::from_le_bytes([meta[0], meta[1]]),
@@ -375,20 +442,28 @@ fn meta_transfer_syntax(mut meta: &[u8]) -> Option<String> {
         let (header, length): (usize, usize) = if has_short_length(vr) {
             (8, usize::from(u16::from_le_bytes([meta[6], meta[7]])))
         } else {
-            let length = meta.get(8..12)?;
+            let Some(length) = meta.get(8..12) else {
+                break;
+            };
             (
                 12,
                 u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize,
             )
         };
-        let value = meta.get(header..header.checked_add(length)?)?;
+        let Some(value) = header
+            .checked_add(length)
+            .and_then(|end| meta.get(header..end))
+        else {
+            break;
+        };
         if tag == (0x0002, 0x0010) {
-            let text = std::str::from_utf8(value).ok()?;
-            return Some(text.trim_end_matches(['\0', ' ']).to_owned());
+            found = std::str::from_utf8(value)
+                .ok()
+                .map(|text| text.trim_end_matches(['\0', ' ']).to_owned());
         }
         meta = &meta[header + length..];
     }
-    None
+    found
 }
 
 /// VRs whose explicit-VR length is 16 bits (PS3.5 7.1.2); every other one, unknown ones
@@ -424,16 +499,17 @@ fn has_short_length(vr: VR) -> bool {
 /// refuses any element or item that declares more bytes than remain. dicom-rs allocates
 /// and zeroes a value's declared length before reading it, so without this a few hundred
 /// hostile bytes could take gigabytes of memory. Sequences and items are walked into;
-/// values, and the fragments of encapsulated pixel data, are skipped. With `only_group`,
-/// the walk stops at the first element of another group. Returns where it stopped.
+/// values, and the fragments of encapsulated pixel data, are skipped. With `stop_at` (the
+/// meta group, whose values dicom-rs reads whole), the walk ends at the first element that
+/// starts at or after it. Returns where it stopped.
 fn check_lengths(
     bytes: &[u8],
     mut position: usize,
     encoding: Encoding,
-    only_group: Option<u16>,
+    stop_at: Option<usize>,
 ) -> Result<usize, String> {
     let read_u16 = |at: usize| {
-        let pair: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
+        let pair: [u8; 2] = bytes.get(at..at.checked_add(2)?)?.try_into().ok()?;
         Some(if encoding.big_endian {
             u16::from_be_bytes(pair)
         } else {
@@ -441,7 +517,7 @@ fn check_lengths(
         })
     };
     let read_u32 = |at: usize| {
-        let quad: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        let quad: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(if encoding.big_endian {
             u32::from_be_bytes(quad)
         } else {
@@ -450,24 +526,24 @@ fn check_lengths(
     };
     let mut in_fragments = false;
     loop {
+        if stop_at.is_some_and(|stop| position >= stop) {
+            return Ok(position);
+        }
         // A header cut short ends the walk: dicom-rs stops there too, or fails.
         let (Some(group), Some(element)) = (read_u16(position), read_u16(position + 2)) else {
             return Ok(position);
         };
-        if only_group.is_some_and(|only| only != group) {
-            return Ok(position);
-        }
         let tag = Tag(group, element);
-        let (header, length, walk_into) = if group == 0xFFFE {
-            // Items and delimiters have no VR. Items of a sequence hold elements; items of
-            // encapsulated pixel data hold bytes.
+        let (header, length, vr) = if group == 0xFFFE {
+            // Items and delimiters have no VR. Items of a sequence hold elements (walked
+            // into, like a sequence); items of encapsulated pixel data hold bytes.
             let Some(length) = read_u32(position + 4) else {
                 return Ok(position);
             };
             if element == 0xE0DD {
                 in_fragments = false;
             }
-            (8, length, !in_fragments)
+            (8, length, if in_fragments { VR::OB } else { VR::SQ })
         } else if encoding.explicit_vr {
             let Some(vr) = bytes.get(position + 4..position + 6) else {
                 return Ok(position);
@@ -482,16 +558,20 @@ fn check_lengths(
                 return Ok(position);
             };
             let header = if has_short_length(vr) { 8 } else { 12 };
-            (header, length, vr == VR::SQ)
+            (header, length, vr)
         } else {
             let Some(length) = read_u32(position + 4) else {
                 return Ok(position);
             };
-            let sequence = tag != tags::PIXEL_DATA
-                && StandardDataDictionary
+            // The VR dicom-rs gives an implicit VR element.
+            let vr = if tag == tags::PIXEL_DATA || (group >> 8 == 0x60 && element == 0x3000) {
+                VR::OW
+            } else {
+                StandardDataDictionary
                     .by_tag(tag)
-                    .is_some_and(|entry| entry.vr().relaxed() == VR::SQ);
-            (8, length, sequence)
+                    .map_or(VR::UN, |entry| entry.vr().relaxed())
+            };
+            (8, length, vr)
         };
         position += header;
         if length == u32::MAX {
@@ -501,16 +581,31 @@ fn check_lengths(
             }
             continue;
         }
-        let remaining = bytes.len() - position.min(bytes.len());
+        let remaining = bytes.len().saturating_sub(position);
         if length as usize > remaining {
             return Err(format!(
                 "element {tag} declares {length} bytes where only {remaining} remain"
             ));
         }
-        if !walk_into {
+        if stop_at.is_some() {
             position += length as usize;
+        } else if vr != VR::SQ {
+            position += consumed_bytes(vr, length as usize);
         }
     }
+}
+
+/// The bytes dicom-rs consumes reading a value of `length` bytes: binary numbers are read
+/// whole, so a length that is not a multiple of their size leaves the remainder unread
+/// (and the next element is read from there).
+fn consumed_bytes(vr: VR, length: usize) -> usize {
+    let size = match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::AT | VR::UL | VR::SL | VR::FL | VR::OL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    };
+    length - length % size
 }
 
 fn has_dicm_magic(bytes: &[u8]) -> bool {
@@ -1482,10 +1577,29 @@ mod tests {
         assert!(read_bytes(Path::new("honest.dcm"), &honest).is_ok());
     }
 
-    #[test]
-    fn lengths_inside_sequences_items_and_the_meta_group_are_checked() {
-        // A meta group then explicit VR little endian: a sequence of undefined length whose
-        // item holds an OB element that claims too much.
+    /// A Part 10 file: preamble, `DICM`, (0002,0000) with the length of `meta`, `meta`,
+    /// then `data_set`.
+    fn part10(meta: &[u8], data_set: &[u8]) -> Vec<u8> {
+        let mut file = vec![0; 128];
+        file.extend_from_slice(b"DICM");
+        file.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        file.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        file.extend_from_slice(meta);
+        file.extend_from_slice(data_set);
+        file
+    }
+
+    fn meta_uid(group: u16, uid: &[u8]) -> Vec<u8> {
+        let mut meta = group.to_le_bytes().to_vec();
+        meta.extend_from_slice(&[0x10, 0x00, b'U', b'I']);
+        meta.extend_from_slice(&(uid.len() as u16).to_le_bytes());
+        meta.extend_from_slice(uid);
+        meta
+    }
+
+    /// Explicit VR little endian: a sequence of undefined length whose item holds an OB
+    /// element that claims far more than the file holds.
+    fn hostile_data_set() -> Vec<u8> {
         let mut data_set = Vec::new();
         data_set.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0]);
         data_set.extend_from_slice(&u32::MAX.to_le_bytes());
@@ -1494,27 +1608,82 @@ mod tests {
         data_set.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
         data_set.extend_from_slice(&0xE7E7_E7E7u32.to_le_bytes());
         data_set.extend_from_slice(&[0; 16]);
-        let meta = |uid: &[u8]| {
-            let mut meta = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I'];
-            meta.extend_from_slice(&(uid.len() as u16).to_le_bytes());
-            meta.extend_from_slice(uid);
-            meta
-        };
-        let mut file = vec![0; 128];
-        file.extend_from_slice(b"DICM");
-        file.extend(meta(b"1.2.840.10008.1.2.1\0"));
-        file.extend_from_slice(&data_set);
+        data_set
+    }
+
+    #[test]
+    fn lengths_inside_sequences_items_and_the_meta_group_are_checked() {
+        let file = part10(
+            &meta_uid(0x0002, b"1.2.840.10008.1.2.1\0"),
+            &hostile_data_set(),
+        );
         let message = check_part10_lengths(&file).unwrap_err();
         assert!(
             message.contains("(0009,1010) declares 3890735079 bytes"),
             "{message}"
         );
         // A meta element that claims too much is refused too.
-        let mut file = vec![0; 128];
-        file.extend_from_slice(b"DICM");
-        file.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0]);
-        file.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
-        assert!(check_part10_lengths(&file).is_err());
+        let mut meta = vec![0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0];
+        meta.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
+        assert!(check_part10_lengths(&part10(&meta, &[])).is_err());
+    }
+
+    #[test]
+    fn the_meta_group_ends_where_its_length_says_whatever_groups_it_holds() {
+        // dicom-rs reads meta elements until the group length is used up, even one of
+        // another group (as the fuzzer found): the transfer syntax after it still counts.
+        let mut meta = meta_uid(0xFF02, b"2.25.1");
+        meta.extend(meta_uid(0x0002, b"1.2.840.10008.1.2.1\0"));
+        let message = check_part10_lengths(&part10(&meta, &hostile_data_set())).unwrap_err();
+        assert!(message.contains("(0009,1010)"), "{message}");
+    }
+
+    #[test]
+    fn a_group_length_with_another_vr_still_delimits_the_meta_group() {
+        // dicom-rs only wants (0002,0000) with 4 bytes: here it says ST.
+        let mut file = part10(
+            &meta_uid(0x0002, b"1.2.840.10008.1.2.1\0"),
+            &hostile_data_set(),
+        );
+        file[136..138].copy_from_slice(b"ST");
+        let message = check_part10_lengths(&file).unwrap_err();
+        assert!(message.contains("(0009,1010)"), "{message}");
+    }
+
+    #[test]
+    fn deflated_data_sets_are_checked_once_inflated() {
+        use std::io::Write;
+        let mut deflater =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflater.write_all(&hostile_data_set()).unwrap();
+        let deflated = deflater.finish().unwrap();
+        let file = part10(&meta_uid(0x0002, b"1.2.840.10008.1.2.1.99"), &deflated);
+        let message = check_part10_lengths(&file).unwrap_err();
+        assert!(message.contains("(0009,1010)"), "{message}");
+        let garbage = part10(&meta_uid(0x0002, b"1.2.840.10008.1.2.1.99"), &[0xFF; 40]);
+        assert!(check_part10_lengths(&garbage).is_err());
+    }
+
+    #[test]
+    fn the_walk_follows_dicom_rs_past_numbers_of_odd_length() {
+        // Rows (US) declaring 3 bytes: dicom-rs reads one 16-bit number and the next
+        // header from the third byte, where this one claims 2 GiB.
+        let mut bytes = implicit_element(0x0028, 0x0010, &[1, 0, 0x09], Some(3));
+        bytes.extend_from_slice(&[0x00, 0x10, 0x00, 0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0]);
+        let message = check_lengths(
+            &bytes,
+            0,
+            Encoding {
+                explicit_vr: false,
+                big_endian: false,
+                deflated: false,
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(message.contains("(0009,0010) declares"), "{message}");
+        assert_eq!(consumed_bytes(VR::FD, 15), 8);
+        assert_eq!(consumed_bytes(VR::LO, 15), 15);
     }
 
     #[test]

@@ -9,121 +9,19 @@
 mod common;
 
 use common::KillOnDrop;
-use fantoccini::{Client, ClientBuilder, Locator};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use common::chromium::{browser, fill, screenshot, set_value, start_chromedriver, submit};
+use fantoccini::Locator;
+use std::time::Duration;
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
 const ADMIN_PASSWORD: &str = "browser-test-admin-password";
 
 fn start_voxhub(data_dir: &std::path::Path) -> (KillOnDrop, String) {
     common::serve(data_dir, ADMIN_PASSWORD, &[])
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_chromedriver() -> (KillOnDrop, u16) {
-    let port = free_port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not listen within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (KillOnDrop(child), port)
-}
-
-async fn browser(port: u16, profile: &std::path::Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-quic", "--no-first-run", "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a Chromium session starts")
-}
-
-async fn fill(client: &Client, id: &str, value: &str) {
-    let field = client
-        .find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|e| panic!("field #{id}: {e}"));
-    field.clear().await.unwrap();
-    field.send_keys(value).await.unwrap();
-}
-
-async fn set_value(client: &Client, id: &str, value: &str) {
-    client
-        .execute(
-            "document.getElementById(arguments[0]).value = arguments[1];",
-            vec![id.into(), value.into()],
-        )
-        .await
-        .unwrap();
-}
-
-/// Submits a form and waits until the page that answers it shows `expect` (a CSS selector).
-async fn submit(client: &Client, form_css: &str, expect: &str) {
-    client
-        .find(Locator::Css(&format!("{form_css} button[type=submit]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    if let Err(error) = client
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css(expect))
-        .await
-    {
-        screenshot(client, "failed-submit").await;
-        panic!("after submitting {form_css}, no {expect} appeared: {error}");
-    }
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_invites_a_student_who_registers_and_appears_on_the_class_page() {
-    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium and chromium-driver are required under CI; .ci/run installs them");
-        }
-        eprintln!(
-            "\n*** SKIPPED browser test: {CHROMEDRIVER} or {CHROMIUM} is missing. Install them with `apt-get install chromium chromium-driver`. ***\n"
-        );
+    if !common::chromium::available("browser test") {
         return;
     }
     let work = tempfile::tempdir().unwrap();

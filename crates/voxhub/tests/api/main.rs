@@ -4,6 +4,8 @@
 //! not get through: each refusal checks the status, the error code and message, and that
 //! nothing changed.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod audit;
 mod auth;
 mod bad_input;

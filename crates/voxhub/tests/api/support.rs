@@ -784,21 +784,7 @@ pub fn sqlite3(db: &Path, sql: &str) -> (bool, String) {
 // Imaging: the reference tools `.ci/run` installs, uploads, and waiting for derived series
 // ---------------------------------------------------------------------------------------
 
-/// The Python of the imaging venv (pydicom, nibabel, numpy), or `None` after a loud note;
-/// under CI a missing venv fails the test, because `.ci/run` installs it.
-pub fn imaging_python(test: &str) -> Option<PathBuf> {
-    let python = Path::new("/opt/voxhub/imaging-venv/bin/python");
-    if python.is_file() {
-        return Some(python.to_path_buf());
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{test}: /opt/voxhub/imaging-venv is missing and CI is set: .ci/run must install it"
-        );
-    }
-    eprintln!("\n*** SKIPPED {test}: /opt/voxhub/imaging-venv is missing (run .ci/run) ***\n");
-    None
-}
+pub use crate::common::imaging_python;
 
 /// One of pydicom's bundled test files.
 pub fn pydicom_file(name: &str) -> PathBuf {

@@ -81,6 +81,11 @@ for photometric in ("MONOCHROME2", "MONOCHROME1"):
     ds.PixelData = values.astype("<u2").tobytes()
     ds.save_as(path, enforce_file_format=True)
 
+# A greyscale picture (PNG): value 16 x + y.
+from PIL import Image
+picture = (16 * np.arange(16)[None, :] + np.arange(8)[:, None]).astype(np.uint8)
+Image.fromarray(picture, mode="L").save(os.path.join(out, "picture.png"))
+
 # pydicom's own decoding of its colour files, at a few pixels (pixel_array turns YBR into RGB).
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut
@@ -735,6 +740,30 @@ async fn monochrome1_is_inverted_and_colour_files_render_as_pydicom_decodes_them
         .await;
     assert_eq!(value["value"].as_f64(), Some(29.0));
 
+    // A picture is shown exactly as stored.
+    let dataset = v.app.dataset(&v.teacher.token, "Pictures", None).await;
+    let picture = std::fs::read(v.dir.path().join("picture.png")).unwrap();
+    let id = v
+        .upload_into(dataset, vec![("picture.png".into(), picture)], None)
+        .await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let info = v.json(&format!("/api/v1/series/{id}/view")).await;
+    assert_eq!(
+        (info["kind"].as_str(), info["volume"].as_bool()),
+        (Some("image"), Some(false)),
+        "{info}"
+    );
+    let png = v
+        .png(&format!("/api/v1/series/{id}/slices/stack/0.png"))
+        .await;
+    assert_eq!((png.columns, png.rows, png.samples), (16, 8, 1));
+    for y in 0..8 {
+        for x in 0..16 {
+            assert_eq!(png.at(x, y)[0], (16 * x + y) as f32, "picture ({x}, {y})");
+        }
+    }
+
     let expected: Value =
         serde_json::from_slice(&std::fs::read(v.dir.path().join("expected.json")).unwrap())
             .unwrap();
@@ -752,25 +781,25 @@ async fn monochrome1_is_inverted_and_colour_files_render_as_pydicom_decodes_them
             info["planes"][0]["slices"], fixture["frames"],
             "{name}: {info}"
         );
-        let mut frames = std::collections::HashMap::new();
+        let mut frames = Vec::new();
+        for frame in 0..fixture["frames"].as_u64().unwrap() {
+            let png = v
+                .png(&format!("/api/v1/series/{id}/slices/stack/{frame}.png"))
+                .await;
+            assert_eq!(
+                (png.columns as u64, png.rows as u64, png.samples),
+                (
+                    fixture["columns"].as_u64().unwrap(),
+                    fixture["rows"].as_u64().unwrap(),
+                    3
+                ),
+                "{name}"
+            );
+            frames.push(png);
+        }
         for point in fixture["points"].as_array().unwrap() {
             let frame = point["frame"].as_u64().unwrap();
-            if !frames.contains_key(&frame) {
-                let png = v
-                    .png(&format!("/api/v1/series/{id}/slices/stack/{frame}.png"))
-                    .await;
-                assert_eq!(
-                    (png.columns as u64, png.rows as u64, png.samples),
-                    (
-                        fixture["columns"].as_u64().unwrap(),
-                        fixture["rows"].as_u64().unwrap(),
-                        3
-                    ),
-                    "{name}"
-                );
-                frames.insert(frame, png);
-            }
-            let png = &frames[&frame];
+            let png = &frames[frame as usize];
             let (x, y) = (
                 point["x"].as_u64().unwrap() as usize,
                 point["y"].as_u64().unwrap() as usize,
@@ -872,6 +901,21 @@ async fn masks_are_laid_over_their_image_only_on_the_same_grid() {
         bad_entry["reason"].as_str().unwrap().contains("32×32×40"),
         "{bad_entry}"
     );
+
+    // The mask is a volume of its own, with its labels as values.
+    let mask = v.json(&format!("/api/v1/series/{good_id}/view")).await;
+    assert_eq!(
+        (mask["kind"].as_str(), mask["volume"].as_bool()),
+        (Some("nifti"), Some(true)),
+        "{mask}"
+    );
+    assert_eq!(mask["planes"][0]["slices"], 40);
+    let value = v
+        .json(&format!(
+            "/api/v1/series/{good_id}/value?plane=axial&index=39&x=63&y=63"
+        ))
+        .await;
+    assert_eq!(value["value"].as_f64(), Some(2.0), "HU {}", hu(63, 63, 39));
 
     let k = 30;
     let overlay = v

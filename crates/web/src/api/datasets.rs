@@ -377,7 +377,12 @@ async fn series_thumbnail(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let png = datasets::thumbnail(&state, &caller.context(&source), id).await?;
-    Ok((
+    Ok(thumbnail_response(png))
+}
+
+/// A thumbnail answer: PNG, kept by the browser for a minute.
+pub fn thumbnail_response(png: Vec<u8>) -> Response {
+    (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
             (
@@ -387,7 +392,7 @@ async fn series_thumbnail(
         ],
         png,
     )
-        .into_response())
+        .into_response()
 }
 
 /// The series as a NIfTI volume (`.nii.gz`); a series that does not form a volume is

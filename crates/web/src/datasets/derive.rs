@@ -185,8 +185,8 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("could not compress the NIfTI file: {e}"))
 }
 
-/// The window a series opens with: the file's own, or one from its values.
-fn opening_window(image: &DicomImage, values: &[f32]) -> WindowLevel {
+/// The window an image opens with: the file's own, or one from its values.
+pub(crate) fn opening_window(image: &DicomImage, values: &[f32]) -> WindowLevel {
     image
         .windows
         .first()
@@ -391,7 +391,7 @@ async fn derive_pictures(imaging: &Imaging, instances: &[Instance]) -> Result<De
             auto_window(&picture.values)
         } else {
             WindowLevel {
-                center: 127.5,
+                center: 128.0,
                 width: 256.0,
             }
         };

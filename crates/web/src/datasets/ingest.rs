@@ -20,6 +20,7 @@ use voxhub_imaging::archive::{self, ArchiveLimits};
 use voxhub_imaging::deid::DeidReport;
 use voxhub_imaging::ingest::{prepare_dicom, scrub_nifti, scrub_picture};
 use voxhub_imaging::sniff::{self, FileKind};
+use voxhub_storage::ObjectId;
 use voxhub_store::datasets::{Dataset, InstanceInsert, NewInstance, NewSeries, NewStudy};
 
 /// A file of an upload, spooled to disk.
@@ -496,20 +497,7 @@ async fn store_dicom(
     prepared: &voxhub_imaging::ingest::PreparedDicom,
     original: Option<Vec<u8>>,
 ) -> Result<Imported, String> {
-    let storage_error = |e: voxhub_storage::StorageError| {
-        tracing::error!("storing an uploaded file failed: {e}");
-        "the file could not be stored; try again, and tell your administrator if it keeps failing"
-            .to_string()
-    };
-    let object = imaging
-        .objects
-        .put(&prepared.bytes)
-        .await
-        .map_err(storage_error)?;
-    let original_object = match original {
-        Some(bytes) => Some(imaging.objects.put(&bytes).await.map_err(storage_error)?),
-        None => None,
-    };
+    let (object, original_object) = put_objects(imaging, &prepared.bytes, original).await?;
     let image = &prepared.image;
     let a = &image.attributes;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -582,12 +570,42 @@ async fn store_dicom(
         tx.commit().await?;
         Ok::<_, voxhub_store::StoreError>((series_id, inserted))
     };
-    match index.await {
+    indexed(
+        index.await,
+        "a different file with the same SOP Instance UID is already in this dataset; the dataset was left as it was",
+    )
+}
+
+/// Stores a file (and its original, when the dataset keeps originals) in the object store.
+async fn put_objects(
+    imaging: &Imaging,
+    bytes: &[u8],
+    original: Option<Vec<u8>>,
+) -> Result<(ObjectId, Option<ObjectId>), String> {
+    let storage_error = |e: voxhub_storage::StorageError| {
+        tracing::error!("storing an uploaded file failed: {e}");
+        "the file could not be stored; try again, and tell your administrator if it keeps failing"
+            .to_string()
+    };
+    let object = imaging.objects.put(bytes).await.map_err(storage_error)?;
+    let original = match original {
+        Some(bytes) => Some(imaging.objects.put(&bytes).await.map_err(storage_error)?),
+        None => None,
+    };
+    Ok((object, original))
+}
+
+/// What indexing one file came to, in the report's words.
+fn indexed(
+    result: Result<(i64, InstanceInsert), voxhub_store::StoreError>,
+    conflict: &str,
+) -> Result<Imported, String> {
+    match result {
         Ok((series_id, InstanceInsert::Inserted(_))) => Ok(Imported::New { series_id }),
-        Ok((series_id, InstanceInsert::AlreadyPresent(_))) => Ok(Imported::AlreadyPresent { series_id }),
-        Ok((_, InstanceInsert::Conflict)) => Err(
-            "a different file with the same SOP Instance UID is already in this dataset; the dataset was left as it was".into(),
-        ),
+        Ok((series_id, InstanceInsert::AlreadyPresent(_))) => {
+            Ok(Imported::AlreadyPresent { series_id })
+        }
+        Ok((_, InstanceInsert::Conflict)) => Err(conflict.into()),
         Err(error) => {
             tracing::error!("indexing an uploaded file failed: {error}");
             Err("the file could not be indexed; try again, and tell your administrator if it keeps failing".into())
@@ -664,16 +682,7 @@ async fn store_other(
     original: Option<Vec<u8>>,
     dims: [i64; 3],
 ) -> Result<Imported, String> {
-    let storage_error = |e: voxhub_storage::StorageError| {
-        tracing::error!("storing an uploaded file failed: {e}");
-        "the file could not be stored; try again, and tell your administrator if it keeps failing"
-            .to_string()
-    };
-    let object = imaging.objects.put(&clean).await.map_err(storage_error)?;
-    let original_object = match original {
-        Some(bytes) => Some(imaging.objects.put(&bytes).await.map_err(storage_error)?),
-        None => None,
-    };
+    let (object, original_object) = put_objects(imaging, &clean, original).await?;
     let (folder, top) = folders(name);
     let patient = if top.is_empty() {
         "(uploaded files)".to_string()
@@ -750,17 +759,10 @@ async fn store_other(
         tx.commit().await?;
         Ok::<_, voxhub_store::StoreError>((series_id, inserted))
     };
-    match index.await {
-        Ok((series_id, InstanceInsert::Inserted(_))) => Ok(Imported::New { series_id }),
-        Ok((series_id, InstanceInsert::AlreadyPresent(_))) => Ok(Imported::AlreadyPresent { series_id }),
-        Ok((_, InstanceInsert::Conflict)) => Err(
-            "a different file with the same name is already in this dataset; rename the file or delete the dataset's copy first".into(),
-        ),
-        Err(error) => {
-            tracing::error!("indexing an uploaded file failed: {error}");
-            Err("the file could not be indexed; try again, and tell your administrator if it keeps failing".into())
-        }
-    }
+    indexed(
+        index.await,
+        "a different file with the same name is already in this dataset; rename the file or delete the dataset's copy first",
+    )
 }
 
 /// Label suffixes that mark a NIfTI file as the mask of the image of the same name.

@@ -644,6 +644,7 @@ async fn load_series(
 }
 
 type FilesKey = (usize, i64, i64, String);
+type FilesMemo = Mutex<HashMap<FilesKey, (String, Arc<Vec<Instance>>)>>;
 
 /// The files of a series and its content key, remembered while the series is unchanged
 /// (every new file changes `changed_at`), so that scrolling does not read the file list
@@ -654,8 +655,7 @@ async fn series_files(
     imaging: &Arc<Imaging>,
     series: &Series,
 ) -> Result<(String, Arc<Vec<Instance>>), ApiError> {
-    static FILES: OnceLock<Mutex<HashMap<FilesKey, (String, Arc<Vec<Instance>>)>>> =
-        OnceLock::new();
+    static FILES: OnceLock<FilesMemo> = OnceLock::new();
     let files = FILES.get_or_init(Default::default);
     let key = (
         Arc::as_ptr(imaging) as usize,
@@ -1442,12 +1442,12 @@ pub fn same_grid(image: &Volume, label: &Volume) -> Result<(), String> {
     Ok(())
 }
 
-/// A label series loaded and checked against the image volume.
+/// A label series loaded and checked against the image volume, with its content key.
 async fn label_volume(
     state: &AppState,
     opened: &Opened,
     label: Series,
-) -> Result<Arc<VolumeShown>, String> {
+) -> Result<(Arc<VolumeShown>, String), String> {
     let Layout::Volume(image) = &opened.layout else {
         return Err("masks can only be laid over a series that forms a volume".into());
     };
@@ -1461,7 +1461,7 @@ async fn label_volume(
         return Err("the mask is not a volume".into());
     };
     same_grid(&image.volume, &mask.volume)?;
-    Ok(mask)
+    Ok((mask, loaded.content))
 }
 
 /// What the viewer needs to open a series.
@@ -1629,7 +1629,7 @@ pub async fn overlay_png(
     if index >= len {
         return Err(out_of_range(plane.name(), index, len));
     }
-    let mask = label_volume(state, &opened, label)
+    let (mask, mask_content) = label_volume(state, &opened, label)
         .await
         .map_err(|reason| {
             ApiError::new(
@@ -1640,7 +1640,7 @@ pub async fn overlay_png(
         })?;
     let version = opened.content.clone();
     let key = format!(
-        "{}|overlay:{label_id}|{}|{index}",
+        "{}|overlay:{label_id}:{mask_content}|{}|{index}",
         opened.content,
         plane.name()
     );

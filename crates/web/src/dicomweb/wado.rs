@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use voxhub_imaging::dicom::{self, DicomImage};
 use voxhub_imaging::dicom_json;
-use voxhub_imaging::render::{WindowLevel, auto_window};
+use voxhub_imaging::render::WindowLevel;
 use voxhub_imaging::thumbnail::thumbnail_png;
 use voxhub_store::dicomweb::StoredInstance;
 
@@ -593,15 +593,7 @@ pub async fn rendered(
                     width: 256.0,
                 }
             } else {
-                image
-                    .windows
-                    .first()
-                    .filter(|w| w.width >= 1.0)
-                    .map(|w| WindowLevel {
-                        center: w.center,
-                        width: w.width,
-                    })
-                    .unwrap_or_else(|| auto_window(values))
+                crate::datasets::derive::opening_window(&image, values)
             }
         });
         let (columns, rows) = (decoded.columns, decoded.rows);

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use axum::extract::Multipart;
 use axum::extract::State;
 use axum::extract::multipart::MultipartRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -751,17 +751,7 @@ pub async fn series_thumbnail(
         return Err(ApiError::not_found("this dataset has no such series").into());
     }
     let png = datasets::thumbnail(&state, &ctx, series_id).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, max-age=60"),
-            ),
-        ],
-        png,
-    )
-        .into_response())
+    Ok(crate::api::datasets::thumbnail_response(png))
 }
 
 // ------------------------------------------------------------------------------------------
