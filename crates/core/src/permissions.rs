@@ -215,7 +215,8 @@ pub fn can_change_dataset(
         Ok(())
     } else if membership == Some(ClassRole::Student) {
         Err(Denied(
-            "this dataset is shared with your class read-only; only its teachers can change it".into(),
+            "this dataset is shared with your class read-only; only its teachers can change it"
+                .into(),
         ))
     } else {
         Err(Denied(

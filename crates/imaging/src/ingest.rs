@@ -47,10 +47,8 @@ pub fn prepare_dicom(
         Some(config) => Some(deid::deidentify_file(&mut object, config)?),
         None => None,
     };
-    let mut out = Vec::with_capacity(bytes.len() + 512);
-    object
-        .write_all(&mut out)
-        .map_err(|error| PrepareError::Write(error.to_string()))?;
+    let out =
+        dicom::encode_file(&object).map_err(|error| PrepareError::Write(error.to_string()))?;
     let image = dicom::read_bytes(path, &out)?;
     let attributes = &image.attributes;
     if attributes

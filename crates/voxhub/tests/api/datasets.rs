@@ -687,7 +687,10 @@ async fn deleting_a_dataset_removes_its_files_but_not_those_another_dataset_hold
     // Thumbnails are stored in the background; count once they are all there.
     for dataset in [first, second] {
         let series = app
-            .get_ok(&teacher.token, &format!("/api/v1/datasets/{dataset}/series"))
+            .get_ok(
+                &teacher.token,
+                &format!("/api/v1/datasets/{dataset}/series"),
+            )
             .await;
         for one in series.as_array().unwrap() {
             app.derived_series(&teacher.token, one["id"].as_i64().unwrap())

@@ -4,13 +4,13 @@
 //! not get through: each refusal checks the status, the error code and message, and that
 //! nothing changed.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod audit;
 mod auth;
 mod bad_input;
 mod classes;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod dataset_pages;
 mod datasets;
 mod datasets_cli;

@@ -117,13 +117,19 @@ async fn every_documented_route_answers() {
     );
 
     // Dataset 1 with series 1 from upload 1.
-    let dataset = app.dataset(&app.admin.token, "Dataset one", Some(class)).await;
+    let dataset = app
+        .dataset(&app.admin.token, "Dataset one", Some(class))
+        .await;
     assert_eq!(dataset, 1);
     let ct = std::fs::read(pydicom_file("CT_small.dcm")).expect("pydicom's CT_small.dcm");
     let (status, report) = app
         .upload(&app.admin.token, dataset, vec![("ct.dcm".into(), ct)])
         .await;
-    assert_eq!((status, &report["series"]), (StatusCode::OK, &json!([1])), "{report}");
+    assert_eq!(
+        (status, &report["series"]),
+        (StatusCode::OK, &json!([1])),
+        "{report}"
+    );
     app.derived_series(&app.admin.token, 1).await;
 
     let doc = document(&app).await;

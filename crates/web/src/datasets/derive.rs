@@ -19,6 +19,12 @@ use voxhub_imaging::volume::{self, Volume};
 use voxhub_imaging::{nifti_export, nifti_read, raster, reformat};
 use voxhub_store::datasets::{Instance, Series};
 
+/// The window that maps 8-bit values 0..255 onto themselves.
+const UNCHANGED_8BIT: WindowLevel = WindowLevel {
+    center: 128.0,
+    width: 256.0,
+};
+
 /// Longest side of a thumbnail, in pixels.
 pub const THUMBNAIL_SIDE: u32 = 160;
 
@@ -245,7 +251,12 @@ async fn derive_dicom(imaging: &Imaging, instances: &[Instance]) -> Result<Deriv
         match dicom::pixels(&image) {
             Ok(frames) => {
                 let values = &frames.frames[frames.frames.len() / 2];
-                let window = opening_window(&image, values);
+                // Colour is shown as stored; greys open with the file's window.
+                let window = if frames.samples_per_pixel == 3 {
+                    UNCHANGED_8BIT
+                } else {
+                    opening_window(&image, values)
+                };
                 let mono1 = frames.photometric_interpretation == "MONOCHROME1";
                 let png = thumbnail_png(
                     values,
@@ -390,10 +401,7 @@ async fn derive_pictures(imaging: &Imaging, instances: &[Instance]) -> Result<De
         let window = if picture.bits > 8 {
             auto_window(&picture.values)
         } else {
-            WindowLevel {
-                center: 128.0,
-                width: 256.0,
-            }
+            UNCHANGED_8BIT
         };
         let png = thumbnail_png(
             &picture.values,
