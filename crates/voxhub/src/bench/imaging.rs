@@ -10,9 +10,10 @@
 //! - series → NIfTI: `GET /api/v1/series/{id}/nifti` of a 300-slice series right after its
 //!   upload (the conversion) and again (cached), against `dcm2niix -z n|y|i` on the same
 //!   files and Orthanc's neuroimaging plugin (`/series/{id}/nifti`) where installed.
-//! - render: a lung-windowed 512² PNG of random axial slices, the first request of each
-//!   series, each slice's first request and the same slices again; Orthanc renders with
-//!   `/instances/{id}/rendered` and the same window.
+//! - render: a lung-windowed 512² PNG of axial slices: the first request of each series,
+//!   random slices of all series (first request, then the same again) and consecutive
+//!   slices of one series (scrolling); Orthanc renders with `/instances/{id}/rendered` and
+//!   the same window.
 //! - QIDO-RS: studies by PatientID, the series of a study and series by Modality, with 1
 //!   and 8 clients, on both servers' `/dicom-web`.
 //!
@@ -1011,6 +1012,15 @@ async fn measure_render(
     for &clients in &args.render_clients {
         cases.push(("same slices again", touches.clone(), clients));
     }
+    // A viewer scrolling through one series: consecutive slices of the first.
+    let scroll: Vec<String> = (0..sizes
+        .first()
+        .copied()
+        .unwrap_or(0)
+        .min(args.render_requests))
+        .map(|i| url(0, i))
+        .collect();
+    cases.push(("consecutive slices of one series", Arc::new(scroll), 1));
     for (case, urls, clients) in cases {
         if urls.is_empty() {
             continue;
