@@ -1230,6 +1230,36 @@ pub async fn slice_png(
     index: &str,
     choice: WindowChoice,
 ) -> Result<(Bytes, String), ApiError> {
+    // A slice rendered before is answered from the PNG cache without opening (decoding)
+    // the series again: the permission check and the audit still run first, and the key
+    // holds the series's content, so a changed series is never answered from old pixels.
+    let imaging = imaging(state)?.clone();
+    let (series, _) = readable_series(state, ctx, series_id).await?;
+    imaging
+        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
+        .await?;
+    let (content, _) = series_files(state, &imaging, &series).await?;
+    let request_key = format!(
+        "request|{content}|{}|{plane}|{index}|{choice:?}",
+        series.derived
+    );
+    if let Some(png) = png_cached(&request_key) {
+        return Ok((png, content));
+    }
+    let (png, version) = render_slice(state, ctx, series_id, plane, index, choice).await?;
+    png_keep(request_key, png.clone());
+    Ok((png, version))
+}
+
+/// Renders a slice, opening (decoding) the series when it is not in the cache.
+async fn render_slice(
+    state: &AppState,
+    ctx: &Context<'_>,
+    series_id: i64,
+    plane: &str,
+    index: &str,
+    choice: WindowChoice,
+) -> Result<(Bytes, String), ApiError> {
     let index = slice_number(index)?;
     let opened = open(state, ctx, series_id, "viewer").await?;
     let plane_choice = plane_of(&opened, plane)?;
