@@ -719,3 +719,109 @@ async fn deleting_a_dataset_removes_its_files_but_not_those_another_dataset_hold
     );
     assert_eq!(with_action(&app.audit("").await, "dataset.delete").len(), 1);
 }
+
+/// Every DICOM file pydicom ships with its tests, and those of the `pydicom-data` package
+/// (CT, MR, US, RT, many transfer syntaxes, colour, big endian, broken files): each upload
+/// imports or skips every file with a reason, and every imported series is then either
+/// shown (a PNG) or refused with a clear reason, never a server error.
+#[tokio::test]
+async fn every_real_test_file_of_other_projects_is_imported_or_refused_with_a_reason() {
+    let app = TestApp::spawn().await;
+    if imaging_python("real_test_files").is_none() {
+        return;
+    }
+    let teacher = app.user(Role::Teacher).await;
+    let dataset = app.dataset(&teacher.token, "Real files", None).await;
+    let pydicom_dir = pydicom_file("CT_small.dcm").parent().unwrap().to_path_buf();
+    let data_store = std::fs::read_dir("/opt/voxhub/imaging-venv/lib")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("site-packages/data_store/data"))
+        .find(|p| p.is_dir());
+    let Some(data_store) = data_store else {
+        if std::env::var_os("CI").is_some() {
+            panic!("pydicom-data is missing from the imaging venv; .ci/run must install it");
+        }
+        eprintln!("\n*** SKIPPED real_test_files: pip install pydicom-data into the venv ***\n");
+        return;
+    };
+    let mut names = Vec::new();
+    for dir in [&pydicom_dir, &data_store] {
+        let files: Vec<(String, Vec<u8>)> = folder_files(dir)
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(".dcm"))
+            .collect();
+        names.extend(files.iter().map(|(n, _)| n.clone()));
+        // In parts, as the command line sends them.
+        for chunk in files.chunks(24) {
+            let (status, report) = app.upload(&teacher.token, dataset, chunk.to_vec()).await;
+            assert_eq!(status, StatusCode::OK, "{report}");
+            let accounted = report["imported"].as_u64().unwrap()
+                + report["already_present"].as_u64().unwrap()
+                + report["skipped"].as_array().unwrap().len() as u64;
+            assert_eq!(accounted, chunk.len() as u64, "{report}");
+            for skipped in report["skipped"].as_array().unwrap() {
+                let reason = skipped["reason"].as_str().unwrap();
+                assert!(reason.split_whitespace().count() >= 3, "{skipped}");
+            }
+        }
+    }
+    assert!(names.len() > 100, "{} files", names.len());
+    let series = app
+        .get_ok(
+            &teacher.token,
+            &format!("/api/v1/datasets/{dataset}/series"),
+        )
+        .await;
+    let series = series.as_array().unwrap();
+    assert!(series.len() > 20, "{} series", series.len());
+    let mut shown = 0;
+    for one in series {
+        let id = one["id"].as_i64().unwrap();
+        let derived = app.derived_series(&teacher.token, id).await;
+        let view = app
+            .get(&teacher.token, &format!("/api/v1/series/{id}/view"))
+            .await;
+        assert!(
+            view.0.is_success() || view.0.is_client_error(),
+            "series {id}: {} {}",
+            view.0,
+            view.1
+        );
+        if !view.0.is_success() {
+            assert!(
+                view.1["error"]["message"].as_str().unwrap().len() > 20,
+                "{}",
+                view.1
+            );
+            continue;
+        }
+        let plane = view.1["planes"][0]["name"]
+            .as_str()
+            .unwrap_or("stack")
+            .to_string();
+        let response = app
+            .http
+            .get(format!(
+                "{}/api/v1/series/{id}/slices/{plane}/0.png",
+                app.url
+            ))
+            .bearer_auth(&teacher.token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.bytes().await.unwrap();
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "series {id} ({}): slice answered {status}: {}",
+            derived["summary"],
+            String::from_utf8_lossy(&body)
+        );
+        if status.is_success() {
+            assert!(body.starts_with(b"\x89PNG"));
+            shown += 1;
+        }
+    }
+    assert!(shown > 15, "only {shown} of {} series could be shown", series.len());
+}
