@@ -537,11 +537,12 @@ pub async fn stop(state: &AppState, ctx: &Context<'_>, id: i64) -> Result<Worklo
     tx.commit().await?;
     let runtime = runtime(state)?;
     if matches!(workload.state, State::Starting | State::Running) {
-        runtime
-            .executor
-            .stop(id)
-            .await
-            .map_err(ApiError::internal)?;
+        match runtime.executor.stop(id).await {
+            // Still being started (its data views are being built, say): the stop request
+            // is recorded, and every reconcile pass sends it again until it has ended.
+            Ok(()) | Err(voxhub_exec::ExecError::NotFound(_)) => {}
+            Err(error) => return Err(ApiError::internal(error)),
+        }
     }
     runtime.wake.notify_one();
     get(state, ctx, id).await
