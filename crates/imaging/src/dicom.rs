@@ -534,7 +534,8 @@ fn check_lengths(
             return Ok(position);
         };
         let tag = Tag(group, element);
-        let (header, length, vr) = if group == 0xFFFE {
+        let (header, length, vr) = if group == 0xFFFE && matches!(element, 0xE000 | 0xE00D | 0xE0DD)
+        {
             // Items and delimiters have no VR. Items of a sequence hold elements (walked
             // into, like a sequence); items of encapsulated pixel data hold bytes.
             let Some(length) = read_u32(position + 4) else {
