@@ -823,5 +823,9 @@ async fn every_real_test_file_of_other_projects_is_imported_or_refused_with_a_re
             shown += 1;
         }
     }
-    assert!(shown > 15, "only {shown} of {} series could be shown", series.len());
+    assert!(
+        shown > 15,
+        "only {shown} of {} series could be shown",
+        series.len()
+    );
 }
