@@ -21,7 +21,7 @@
 //! plugin) and stopped by `bench/orthanc_stop.sh`; resident memory and CPU time of both
 //! servers come from `/proc` (see `procs`).
 
-use super::procs::{MachineLoad, cpu_seconds, memory_mib, wait_quiet};
+use super::procs::{MachineLoad, RssSampler, cpu_seconds, memory_mib, wait_quiet};
 use super::{ADMIN_PASSWORD, Server, Table, login, median, num, percentile, scripts_dir};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -446,36 +446,6 @@ fn single_bodies(files: &[DicomFile]) -> VecDeque<(Vec<u8>, usize)> {
 
 // ---------------------------------------------------------------------------------------
 // Measuring helpers
-
-/// Samples the largest resident memory of some processes (summed) until stopped.
-struct RssSampler {
-    running: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<f64>,
-}
-
-impl RssSampler {
-    fn start(pids: Vec<u32>) -> Self {
-        let running = Arc::new(AtomicBool::new(true));
-        let flag = running.clone();
-        let task = tokio::spawn(async move {
-            let mut peak: f64 = 0.0;
-            loop {
-                let now: f64 = pids.iter().map(|&pid| memory_mib(pid).0).sum();
-                peak = peak.max(now);
-                if !flag.load(Ordering::Relaxed) {
-                    return peak;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Self { running, task }
-    }
-
-    async fn stop(self) -> f64 {
-        self.running.store(false, Ordering::Relaxed);
-        self.task.await.unwrap_or(0.0)
-    }
-}
 
 /// Waits for a quiet machine for at most `--quiet-wait` seconds, `factor` times that where
 /// a server may still be working through what was uploaded.

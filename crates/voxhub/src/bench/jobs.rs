@@ -5,7 +5,7 @@
 //! job's outcome is checked. With `--slurm` the same jobs (`sbatch --wrap true`) go
 //! through a one-node Slurm started by `bench/slurm_start.sh`, in the same run.
 
-use super::procs::{MachineLoad, cpu_seconds, memory_mib, wait_quiet};
+use super::procs::{MachineLoad, RssSampler, cpu_seconds, wait_quiet};
 use super::{
     ADMIN_PASSWORD, Table, USER_PASSWORD, create_student, login, median, num, percentile,
     scripts_dir, start_server,
@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -71,36 +70,6 @@ struct Outcome {
     daemon_rss_max_mib: f64,
     daemon_cpu_s: f64,
     machine_busy_pct: f64,
-}
-
-/// Samples the largest resident memory of some processes (summed) until stopped.
-struct RssSampler {
-    running: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<f64>,
-}
-
-impl RssSampler {
-    fn start(pids: Vec<u32>) -> Self {
-        let running = Arc::new(AtomicBool::new(true));
-        let flag = running.clone();
-        let task = tokio::spawn(async move {
-            let mut peak: f64 = 0.0;
-            loop {
-                let now: f64 = pids.iter().map(|&pid| memory_mib(pid).0).sum();
-                peak = peak.max(now);
-                if !flag.load(Ordering::Relaxed) {
-                    return peak;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Self { running, task }
-    }
-
-    async fn stop(self) -> f64 {
-        self.running.store(false, Ordering::Relaxed);
-        self.task.await.unwrap_or(0.0)
-    }
 }
 
 pub async fn run(args: JobsArgs) -> Result<ExitCode> {

@@ -3,6 +3,8 @@
 //! machine before a measurement starts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Resident and peak resident memory of a process, in MiB.
@@ -203,4 +205,34 @@ pub(crate) fn pss_mib(pid: u32) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// Samples the largest resident memory of some processes (summed) until stopped.
+pub(crate) struct RssSampler {
+    running: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<f64>,
+}
+
+impl RssSampler {
+    pub(crate) fn start(pids: Vec<u32>) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        let task = tokio::spawn(async move {
+            let mut peak: f64 = 0.0;
+            loop {
+                let now: f64 = pids.iter().map(|&pid| memory_mib(pid).0).sum();
+                peak = peak.max(now);
+                if !flag.load(Ordering::Relaxed) {
+                    return peak;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self { running, task }
+    }
+
+    pub(crate) async fn stop(self) -> f64 {
+        self.running.store(false, Ordering::Relaxed);
+        self.task.await.unwrap_or(0.0)
+    }
 }
