@@ -1,16 +1,18 @@
 //! Reading one DICOM file: the attributes voxhub indexes, the geometry, and the decoded
 //! pixels as modality values (after Rescale Slope/Intercept), or a typed reason why not.
 
-use std::fs::File;
-use std::io::{BufReader, Cursor, Read};
+use std::cell::RefCell;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
-use dicom_core::{Tag, VR};
-use dicom_dictionary_std::StandardDataDictionary;
+use dicom_core::header::{DataElementHeader, Length, SequenceItemHeader};
+use dicom_core::{PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
-use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_encoding::Codec;
+use dicom_object::{FileDicomObject, FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
+use dicom_parser::stateful::decode::Error as ParserError;
+use dicom_parser::{DynStatefulDecoder, StatefulDecode};
 use dicom_pixeldata::{PixelDecoder, PlanarConfiguration};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
@@ -199,65 +201,50 @@ pub fn read_file(path: impl AsRef<Path>) -> Result<DicomImage, ImagingError> {
     read_bytes(path, &bytes)
 }
 
-/// Reads a DICOM file up to (not including) its pixel data: enough to index it, cheap for
-/// large files. [`pixels`] refuses an image read this way.
-pub fn read_header(path: impl AsRef<Path>) -> Result<DicomImage, ImagingError> {
-    let path = path.as_ref();
-    let file = File::open(path).map_err(|source| ImagingError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut prefix = Vec::new();
-    // The first kilobytes are enough to tell whether a meta group is present.
-    BufReader::new(file)
-        .take(4096)
-        .read_to_end(&mut prefix)
-        .map_err(|source| ImagingError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    if has_dicm_magic(&prefix) {
-        let object = OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(path)
-            .map_err(|error| not_dicom(path, error))?;
-        return from_object(path, object, true);
-    }
-    read_file(path)
-}
-
 /// Parses DICOM from memory; `path` only names the source in errors.
+///
+/// dicom-rs allocates (and zeroes) the declared length of a value before reading it, so a
+/// few hundred hostile bytes declaring gigabytes could take that much memory. Every length
+/// is therefore checked against the bytes that remain before dicom-rs sees it: those of the
+/// meta group by a walk of its elements (dicom-rs reads them with its own small reader),
+/// those of the data set by [`BoundedDecoder`] at the moment dicom-rs decodes each header.
 pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<DicomImage, ImagingError> {
-    if has_dicm_magic(bytes) {
-        check_part10_lengths(bytes).map_err(|reason| ImagingError::NotDicom {
-            path: path.to_owned(),
-            reason,
-        })?;
-        let object = OpenFileOptions::new()
-            .read_preamble(if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-                ReadPreamble::Always
-            } else {
-                ReadPreamble::Never
-            })
-            .from_reader(Cursor::new(bytes))
-            .map_err(|error| not_dicom(path, error))?;
-        return from_object(path, object, true);
-    }
-    let uid = guess_transfer_syntax(bytes).ok_or_else(|| ImagingError::NotDicom {
+    let refused = |reason: String| ImagingError::NotDicom {
         path: path.to_owned(),
-        reason: "no DICM marker and the first bytes are not a DICOM data set".into(),
-    })?;
-    let ts = TransferSyntaxRegistry
-        .get(uid)
-        .expect("the guessed transfer syntaxes are native ones");
-    if let Some(encoding) = Encoding::of(uid) {
-        check_lengths(bytes, 0, encoding, None).map_err(|reason| ImagingError::NotDicom {
-            path: path.to_owned(),
-            reason,
-        })?;
+        reason,
+    };
+    if has_dicm_magic(bytes) {
+        let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+            128
+        } else {
+            0
+        };
+        check_meta_lengths(bytes, start + 4).map_err(refused)?;
+        let mut source = Cursor::new(&bytes[start..]);
+        let mut meta = FileMetaTable::from_reader(&mut source).map_err(|e| not_dicom(path, e))?;
+        let data_set = &bytes[start + source.position() as usize..];
+        let uid = meta.transfer_syntax().to_owned();
+        let dataset = read_data_set(data_set, &uid).map_err(refused)?;
+        // As dicom-rs does: a meta group without the SOP UIDs takes the data set's.
+        for (meta_uid, tag) in [
+            (&mut meta.media_storage_sop_class_uid, tags::SOP_CLASS_UID),
+            (
+                &mut meta.media_storage_sop_instance_uid,
+                tags::SOP_INSTANCE_UID,
+            ),
+        ] {
+            if let Some(value) =
+                text(&dataset, tag).filter(|_| meta_uid.trim_end_matches(['\0', ' ']).is_empty())
+            {
+                *meta_uid = value;
+            }
+        }
+        return from_object(path, dataset.with_exact_meta(meta), true);
     }
-    let dataset = InMemDicomObject::read_dataset_with_ts(Cursor::new(bytes), ts)
-        .map_err(|error| not_dicom(path, error))?;
+    let uid = guess_transfer_syntax(bytes).ok_or_else(|| {
+        refused("no DICM marker and the first bytes are not a DICOM data set".into())
+    })?;
+    let dataset = read_data_set(bytes, uid).map_err(refused)?;
     let mut meta = FileMetaTableBuilder::new().transfer_syntax(uid);
     // The meta group requires these; files without one rarely lack SOP UIDs, but a
     // placeholder keeps such files readable instead of refusing them.
@@ -271,6 +258,148 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<DicomImage, ImagingError>
         .with_meta(meta)
         .map_err(|error| not_dicom(path, error))?;
     from_object(path, object, false)
+}
+
+/// Reads a data set (no meta group) encoded in transfer syntax `uid`, refusing any element
+/// or item that declares more bytes than remain. A deflated data set is inflated first (up
+/// to [`MAX_INFLATED_BYTES`]) and read as the explicit VR little endian it then is.
+fn read_data_set(bytes: &[u8], uid: &str) -> Result<InMemDicomObject, String> {
+    let ts = TransferSyntaxRegistry
+        .get(uid)
+        .ok_or_else(|| format!("transfer syntax {uid} is unknown"))?;
+    if let Codec::Dataset(adapter) = ts.codec() {
+        if adapter.is_none() {
+            return Err(format!(
+                "transfer syntax {} ({uid}) cannot be read",
+                ts.name()
+            ));
+        }
+        let inflated = inflate(bytes)?;
+        return read_data_set(&inflated, EXPLICIT_VR_LITTLE_ENDIAN);
+    }
+    let refusal = Rc::new(RefCell::new(None));
+    let decoder = DynStatefulDecoder::new_with_ts(Cursor::new(bytes), ts, 0)
+        .map_err(|error| error.to_string())?;
+    let bounded = BoundedDecoder {
+        inner: decoder,
+        end: bytes.len() as u64,
+        refusal: Rc::clone(&refusal),
+    };
+    InMemDicomObject::read_dataset(bounded).map_err(|error| {
+        refusal
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| error_chain(&error))
+    })
+}
+
+/// An error and its sources, joined: dicom-rs puts the useful part (which element, at
+/// which position) in the sources.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// A dicom-rs data set decoder that refuses, as each header is decoded, a value or item
+/// length beyond the end of the data, before dicom-rs allocates it. Sequences are exempt:
+/// dicom-rs allocates nothing for their length, and reads their items one by one.
+struct BoundedDecoder<D> {
+    inner: D,
+    /// Where the data ends, as a position of `inner`.
+    end: u64,
+    /// Why the data was refused, for the error message (dicom-rs's own error type has no
+    /// variant that could carry it).
+    refusal: Rc<RefCell<Option<String>>>,
+}
+
+impl<D: StatefulDecode> BoundedDecoder<D> {
+    fn admit(&self, what: &str, length: Length) -> Result<(), ParserError> {
+        let Some(length) = length.get() else {
+            return Ok(());
+        };
+        let remaining = self.end.saturating_sub(self.inner.position());
+        if u64::from(length) <= remaining {
+            return Ok(());
+        }
+        *self.refusal.borrow_mut() = Some(format!(
+            "{what} declares {length} bytes where only {remaining} remain"
+        ));
+        Err(ParserError::AllocateValueData { len: length })
+    }
+}
+
+impl<D: StatefulDecode> StatefulDecode for BoundedDecoder<D> {
+    type Reader = D::Reader;
+
+    fn decode_header(&mut self) -> Result<DataElementHeader, ParserError> {
+        let header = self.inner.decode_header()?;
+        if header.vr != VR::SQ {
+            self.admit(&format!("element {}", header.tag), header.len)?;
+        }
+        Ok(header)
+    }
+
+    fn decode_item_header(&mut self) -> Result<SequenceItemHeader, ParserError> {
+        let header = self.inner.decode_item_header()?;
+        if let SequenceItemHeader::Item { len } = header {
+            self.admit("an item", len)?;
+        }
+        Ok(header)
+    }
+
+    fn read_value(&mut self, header: &DataElementHeader) -> Result<PrimitiveValue, ParserError> {
+        self.inner.read_value(header)
+    }
+
+    fn read_value_preserved(
+        &mut self,
+        header: &DataElementHeader,
+    ) -> Result<PrimitiveValue, ParserError> {
+        self.inner.read_value_preserved(header)
+    }
+
+    fn read_value_bytes(
+        &mut self,
+        header: &DataElementHeader,
+    ) -> Result<PrimitiveValue, ParserError> {
+        self.inner.read_value_bytes(header)
+    }
+
+    fn read_to_vec(&mut self, length: u32, vec: &mut Vec<u8>) -> Result<(), ParserError> {
+        self.inner.read_to_vec(length, vec)
+    }
+
+    fn read_u32_to_vec(&mut self, length: u32, vec: &mut Vec<u32>) -> Result<(), ParserError> {
+        self.inner.read_u32_to_vec(length, vec)
+    }
+
+    fn read_to<W: std::io::Write>(&mut self, length: u32, out: W) -> Result<(), ParserError> {
+        self.inner.read_to(length, out)
+    }
+
+    fn skip_bytes(&mut self, length: u32) -> Result<(), ParserError> {
+        self.inner.skip_bytes(length)
+    }
+
+    fn seek(&mut self, position: u64) -> Result<(), ParserError>
+    where
+        Self::Reader: std::io::Seek,
+    {
+        self.inner.seek(position)
+    }
+
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
 }
 
 /// Explicit VR Little Endian, what a file is written in when its own transfer syntax
@@ -318,100 +447,60 @@ fn write_part10(object: &FileDicomObject<InMemDicomObject>, uid: &str) -> Result
     Ok(bytes)
 }
 
-/// How a data set's element headers are encoded.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Encoding {
-    explicit_vr: bool,
-    big_endian: bool,
-    /// The data set is deflated (and explicit VR little endian once inflated).
-    deflated: bool,
-}
-
-impl Encoding {
-    const EXPLICIT_LITTLE: Encoding = Encoding {
-        explicit_vr: true,
-        big_endian: false,
-        deflated: false,
-    };
-
-    /// The header encoding of a transfer syntax; `None` for unknown ones, which dicom-rs
-    /// refuses before reading the data set.
-    fn of(uid: &str) -> Option<Encoding> {
-        let ts = TransferSyntaxRegistry.get(uid)?;
-        // Neither codec-free nor pixel encapsulation: a data set adapter, which in the
-        // standard is always deflate over explicit VR little endian.
-        let deflated = !ts.is_codec_free() && !ts.is_encapsulated_pixel_data();
-        // Implicit VR Little Endian and Explicit VR Big Endian are the only transfer
-        // syntaxes that are not explicit VR little endian.
-        Some(Encoding {
-            explicit_vr: uid != IMPLICIT_VR_LITTLE_ENDIAN,
-            big_endian: uid == BIG_ENDIAN,
-            deflated,
-        })
-    }
-}
-
 /// A deflated data set may inflate to at most this many bytes; past it the file is refused
 /// (a few kilobytes of deflate can claim gigabytes).
 const MAX_INFLATED_BYTES: u64 = 1024 * 1024 * 1024;
 
-/// Checks the declared lengths of a Part 10 file (or one starting at `DICM`) as dicom-rs
-/// reads it: the meta group, whose elements it reads until the group length in its
-/// mandatory first element (0002,0000) is used up, then the data set in the transfer
-/// syntax the meta group names (the last one, if named twice).
-fn check_part10_lengths(bytes: &[u8]) -> Result<(), String> {
-    let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        132
-    } else {
-        4
-    };
-    // dicom-rs refuses a meta group whose first element is not (0002,0000) with a value of
-    // 4 bytes (whatever its VR says), so there is nothing more to check then.
-    let Some((elements, group_length)) = meta_group_length(bytes, start) else {
+/// Checks the declared lengths of a file meta group whose mandatory first element
+/// (0002,0000) starts at `at`, as dicom-rs reads the group: element after element (explicit
+/// VR little endian, whatever their group) until the group length is used up, each value
+/// read whole. Where dicom-rs refuses the group anyway (no group length, an undefined
+/// length, a header cut short) there is nothing to check.
+fn check_meta_lengths(bytes: &[u8], at: usize) -> Result<(), String> {
+    let Some((tag, header, length)) = explicit_le_header(bytes, at) else {
         return Ok(());
     };
-    let meta_end = elements.saturating_add(group_length as usize);
-    let data_set = check_lengths(bytes, elements, Encoding::EXPLICIT_LITTLE, Some(meta_end))?;
-    let uid = meta_transfer_syntax(&bytes[elements..data_set.min(bytes.len())]);
-    let Some(encoding) = uid.as_deref().and_then(Encoding::of) else {
+    let group_length = bytes.get(at + header..at + header + 4);
+    let Some(group_length) = group_length.filter(|_| tag == Tag(0x0002, 0x0000) && length == 4)
+    else {
         return Ok(());
     };
-    if encoding.deflated {
-        let inflated = inflate(&bytes[data_set.min(bytes.len())..])?;
-        return check_lengths(&inflated, 0, Encoding::EXPLICIT_LITTLE, None).map(|_| ());
+    let group_length = u32::from_le_bytes(group_length.try_into().expect("four bytes"));
+    let mut position = at + header + 4;
+    let mut used: u32 = 0;
+    while used < group_length {
+        let Some((tag, header, length)) = explicit_le_header(bytes, position) else {
+            return Ok(());
+        };
+        if length == u32::MAX {
+            return Ok(());
+        }
+        let remaining = bytes.len().saturating_sub(position + header);
+        if length as usize > remaining {
+            return Err(format!(
+                "meta element {tag} declares {length} bytes where only {remaining} remain"
+            ));
+        }
+        position += header + length as usize;
+        used = used.saturating_add(header as u32).saturating_add(length);
     }
-    check_lengths(bytes, data_set, encoding, None).map(|_| ())
+    Ok(())
 }
 
-/// Where the meta elements after (0002,0000) start, and the group length it gives.
-fn meta_group_length(bytes: &[u8], start: usize) -> Option<(usize, u32)> {
-    let header = bytes.get(start..start + 8)?;
-    if header[..4] != [0x02, 0x00, 0x00, 0x00] {
-        return None;
+/// The tag, header size and declared length of an explicit VR little endian element
+/// header at `at`; an unknown VR is read as UN (two reserved bytes, a 32-bit length).
+fn explicit_le_header(bytes: &[u8], at: usize) -> Option<(Tag, usize, u32)> {
+    let head = bytes.get(at..at.checked_add(8)?)?;
+    let tag = Tag(
+        u16::from_le_bytes([head[0], head[1]]),
+        u16::from_le_bytes([head[2], head[3]]),
+    );
+    let vr = VR::from_binary([head[4], head[5]]).unwrap_or(VR::UN);
+    if has_short_length(vr) {
+        return Some((tag, 8, u32::from(u16::from_le_bytes([head[6], head[7]]))));
     }
-    let vr = VR::from_binary([header[4], header[5]]).unwrap_or(VR::UN);
-    let (value, length) = if has_short_length(vr) {
-        (
-            start + 8,
-            u32::from(u16::from_le_bytes([header[6], header[7]])),
-        )
-    } else {
-        let length = bytes.get(start + 8..start + 12)?;
-        (
-            start + 12,
-            u32::from_le_bytes([length[0], length[1], length[2], length[3]]),
-        )
-    };
-    let group_length = bytes.get(value..value + 4).filter(|_| length == 4)?;
-    Some((
-        value + 4,
-        u32::from_le_bytes([
-            group_length[0],
-            group_length[1],
-            group_length[2],
-            group_length[3],
-        ]),
-    ))
+    let length = bytes.get(at + 8..at + 12)?;
+    Some((tag, 12, u32::from_le_bytes(length.try_into().ok()?)))
 }
 
 /// Inflates a deflated data set (raw deflate, PS3.5 A.5) up to [`MAX_INFLATED_BYTES`].
@@ -427,43 +516,6 @@ fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(inflated)
-}
-
-/// The Transfer Syntax UID (0002,0010) among meta group elements (explicit VR little
-/// endian); the last one when there are several, as dicom-rs keeps the last.
-fn meta_transfer_syntax(mut meta: &[u8]) -> Option<String> {
-    let mut found = None;
-    while meta.len() >= 8 {
-        let tag = (
-            u16::from_le_bytes([meta[0], meta[1]]),
-            u16::from_le_bytes([meta[2], meta[3]]),
-        );
-        let vr = VR::from_binary([meta[4], meta[5]]).unwrap_or(VR::UN);
-        let (header, length): (usize, usize) = if has_short_length(vr) {
-            (8, usize::from(u16::from_le_bytes([meta[6], meta[7]])))
-        } else {
-            let Some(length) = meta.get(8..12) else {
-                break;
-            };
-            (
-                12,
-                u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize,
-            )
-        };
-        let Some(value) = header
-            .checked_add(length)
-            .and_then(|end| meta.get(header..end))
-        else {
-            break;
-        };
-        if tag == (0x0002, 0x0010) {
-            found = std::str::from_utf8(value)
-                .ok()
-                .map(|text| text.trim_end_matches(['\0', ' ']).to_owned());
-        }
-        meta = &meta[header + length..];
-    }
-    found
 }
 
 /// VRs whose explicit-VR length is 16 bits (PS3.5 7.1.2); every other one, unknown ones
@@ -493,120 +545,6 @@ fn has_short_length(vr: VR) -> bool {
             | UL
             | US
     )
-}
-
-/// Walks the element headers of `bytes` from `position` the way dicom-rs reads them and
-/// refuses any element or item that declares more bytes than remain. dicom-rs allocates
-/// and zeroes a value's declared length before reading it, so without this a few hundred
-/// hostile bytes could take gigabytes of memory. Sequences and items are walked into;
-/// values, and the fragments of encapsulated pixel data, are skipped. With `stop_at` (the
-/// meta group, whose values dicom-rs reads whole), the walk ends at the first element that
-/// starts at or after it. Returns where it stopped.
-fn check_lengths(
-    bytes: &[u8],
-    mut position: usize,
-    encoding: Encoding,
-    stop_at: Option<usize>,
-) -> Result<usize, String> {
-    let read_u16 = |at: usize| {
-        let pair: [u8; 2] = bytes.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(if encoding.big_endian {
-            u16::from_be_bytes(pair)
-        } else {
-            u16::from_le_bytes(pair)
-        })
-    };
-    let read_u32 = |at: usize| {
-        let quad: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if encoding.big_endian {
-            u32::from_be_bytes(quad)
-        } else {
-            u32::from_le_bytes(quad)
-        })
-    };
-    let mut in_fragments = false;
-    loop {
-        if stop_at.is_some_and(|stop| position >= stop) {
-            return Ok(position);
-        }
-        // A header cut short ends the walk: dicom-rs stops there too, or fails.
-        let (Some(group), Some(element)) = (read_u16(position), read_u16(position + 2)) else {
-            return Ok(position);
-        };
-        let tag = Tag(group, element);
-        let (header, length, vr) = if group == 0xFFFE && matches!(element, 0xE000 | 0xE00D | 0xE0DD)
-        {
-            // Items and delimiters have no VR. Items of a sequence hold elements (walked
-            // into, like a sequence); items of encapsulated pixel data hold bytes.
-            let Some(length) = read_u32(position + 4) else {
-                return Ok(position);
-            };
-            if element == 0xE0DD {
-                in_fragments = false;
-            }
-            (8, length, if in_fragments { VR::OB } else { VR::SQ })
-        } else if encoding.explicit_vr {
-            let Some(vr) = bytes.get(position + 4..position + 6) else {
-                return Ok(position);
-            };
-            let vr = VR::from_binary([vr[0], vr[1]]).unwrap_or(VR::UN);
-            let length = if has_short_length(vr) {
-                read_u16(position + 6).map(u32::from)
-            } else {
-                read_u32(position + 8)
-            };
-            let Some(length) = length else {
-                return Ok(position);
-            };
-            let header = if has_short_length(vr) { 8 } else { 12 };
-            (header, length, vr)
-        } else {
-            let Some(length) = read_u32(position + 4) else {
-                return Ok(position);
-            };
-            // The VR dicom-rs gives an implicit VR element.
-            let vr = if tag == tags::PIXEL_DATA || (group >> 8 == 0x60 && element == 0x3000) {
-                VR::OW
-            } else {
-                StandardDataDictionary
-                    .by_tag(tag)
-                    .map_or(VR::UN, |entry| entry.vr().relaxed())
-            };
-            (8, length, vr)
-        };
-        position += header;
-        if length == u32::MAX {
-            // Undefined length: a sequence, an item, or encapsulated pixel data.
-            if tag == tags::PIXEL_DATA {
-                in_fragments = true;
-            }
-            continue;
-        }
-        let remaining = bytes.len().saturating_sub(position);
-        if length as usize > remaining {
-            return Err(format!(
-                "element {tag} declares {length} bytes where only {remaining} remain"
-            ));
-        }
-        if stop_at.is_some() {
-            position += length as usize;
-        } else if vr != VR::SQ {
-            position += consumed_bytes(vr, length as usize);
-        }
-    }
-}
-
-/// The bytes dicom-rs consumes reading a value of `length` bytes: binary numbers are read
-/// whole, so a length that is not a multiple of their size leaves the remainder unread
-/// (and the next element is read from there).
-fn consumed_bytes(vr: VR, length: usize) -> usize {
-    let size = match vr {
-        VR::US | VR::SS | VR::OW => 2,
-        VR::AT | VR::UL | VR::SL | VR::FL | VR::OL | VR::OF => 4,
-        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
-        _ => 1,
-    };
-    length - length % size
 }
 
 fn has_dicm_magic(bytes: &[u8]) -> bool {
@@ -1392,7 +1330,6 @@ fn expand_segments_into(
 }
 
 const BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
-const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
 
 /// Explicit VR Big Endian, decoded here: dicom-rs keeps OW pixel data as 16-bit words,
 /// which is right for 16-bit samples but swaps the bytes of 8-bit samples in pairs and the
@@ -1612,13 +1549,20 @@ mod tests {
         data_set
     }
 
+    /// Why `bytes` is refused; panics if they read.
+    fn refusal(bytes: &[u8]) -> String {
+        read_bytes(Path::new("hostile.dcm"), bytes)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn lengths_inside_sequences_items_and_the_meta_group_are_checked() {
         let file = part10(
             &meta_uid(0x0002, b"1.2.840.10008.1.2.1\0"),
             &hostile_data_set(),
         );
-        let message = check_part10_lengths(&file).unwrap_err();
+        let message = refusal(&file);
         assert!(
             message.contains("(0009,1010) declares 3890735079 bytes"),
             "{message}"
@@ -1626,29 +1570,26 @@ mod tests {
         // A meta element that claims too much is refused too.
         let mut meta = vec![0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0];
         meta.extend_from_slice(&0x7FFF_FFFFu32.to_le_bytes());
-        assert!(check_part10_lengths(&part10(&meta, &[])).is_err());
+        let message = refusal(&part10(&meta, &[]));
+        assert!(
+            message.contains("meta element (0002,0001) declares 2147483647 bytes"),
+            "{message}"
+        );
     }
 
     #[test]
     fn the_meta_group_ends_where_its_length_says_whatever_groups_it_holds() {
         // dicom-rs reads meta elements until the group length is used up, even one of
-        // another group (as the fuzzer found): the transfer syntax after it still counts.
+        // another group: the transfer syntax after it still counts, and one of those
+        // elements claiming too much is refused.
         let mut meta = meta_uid(0xFF02, b"2.25.1");
         meta.extend(meta_uid(0x0002, b"1.2.840.10008.1.2.1\0"));
-        let message = check_part10_lengths(&part10(&meta, &hostile_data_set())).unwrap_err();
+        let message = refusal(&part10(&meta, &hostile_data_set()));
         assert!(message.contains("(0009,1010)"), "{message}");
-    }
-
-    #[test]
-    fn a_group_length_with_another_vr_still_delimits_the_meta_group() {
-        // dicom-rs only wants (0002,0000) with 4 bytes: here it says ST.
-        let mut file = part10(
-            &meta_uid(0x0002, b"1.2.840.10008.1.2.1\0"),
-            &hostile_data_set(),
-        );
-        file[136..138].copy_from_slice(b"ST");
-        let message = check_part10_lengths(&file).unwrap_err();
-        assert!(message.contains("(0009,1010)"), "{message}");
+        let mut meta = vec![0x02, 0xFF, 0x01, 0x00, b'O', b'B', 0, 0];
+        meta.extend_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+        let message = refusal(&part10(&meta, &[]));
+        assert!(message.contains("meta element (FF02,0001)"), "{message}");
     }
 
     #[test]
@@ -1659,38 +1600,58 @@ mod tests {
         deflater.write_all(&hostile_data_set()).unwrap();
         let deflated = deflater.finish().unwrap();
         let file = part10(&meta_uid(0x0002, b"1.2.840.10008.1.2.1.99"), &deflated);
-        let message = check_part10_lengths(&file).unwrap_err();
+        let message = refusal(&file);
         assert!(message.contains("(0009,1010)"), "{message}");
         let garbage = part10(&meta_uid(0x0002, b"1.2.840.10008.1.2.1.99"), &[0xFF; 40]);
-        assert!(check_part10_lengths(&garbage).is_err());
+        assert!(refusal(&garbage).contains("does not inflate"));
     }
 
     #[test]
-    fn the_walk_follows_dicom_rs_past_numbers_of_odd_length() {
+    fn lengths_are_checked_where_dicom_rs_reads_headers_after_numbers_of_odd_length() {
         // Rows (US) declaring 3 bytes: dicom-rs reads one 16-bit number and the next
         // header from the third byte, where this one claims 2 GiB.
-        let mut bytes = implicit_element(0x0028, 0x0010, &[1, 0, 0x09], Some(3));
+        let mut bytes = implicit_element(0x0008, 0x0060, b"CT", None);
+        bytes.extend(implicit_element(0x0028, 0x0010, &[1, 0, 0x09], Some(3)));
         bytes.extend_from_slice(&[0x00, 0x10, 0x00, 0xFF, 0xFF, 0xFF, 0x7F, 0, 0, 0]);
-        let message = check_lengths(
-            &bytes,
-            0,
-            Encoding {
-                explicit_vr: false,
-                big_endian: false,
-                deflated: false,
-            },
-            None,
-        )
-        .unwrap_err();
-        assert!(message.contains("(0009,0010) declares"), "{message}");
-        assert_eq!(consumed_bytes(VR::FD, 15), 8);
-        assert_eq!(consumed_bytes(VR::LO, 15), 15);
+        let message = refusal(&bytes);
+        assert!(message.contains("declares 2147483647 bytes"), "{message}");
     }
 
     #[test]
-    fn fragments_of_encapsulated_pixel_data_are_skipped_not_parsed() {
+    fn explicit_big_endian_lengths_are_checked_too() {
+        // The fuzzer's input: explicit VR big endian, an OD value then a header whose
+        // length, read big-endian, is far past the end.
+        let mut bytes = vec![0x00, 0x08, 0x00, 0x60, b'C', b'S', 0x00, 0x02, b'C', b'T'];
+        bytes.extend_from_slice(&[0x00, 0x09, 0x00, 0x10, b'O', b'D', 0, 0]);
+        bytes.extend_from_slice(&0x7FFF_FFF0u32.to_be_bytes());
+        bytes.extend_from_slice(&[0; 24]);
+        let message = refusal(&bytes);
+        assert!(
+            message.contains("(0009,0010) declares 2147483632 bytes"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_input_the_fuzzer_found_is_refused_before_anything_is_allocated() {
+        // Explicit VR big endian without meta, whose headers drift out of step with any
+        // walk that does not read exactly as dicom-rs does.
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(
+                "AHIAAE9EAAAAAAAnAAwACgD/////T/////////7//9H//////////////////v//0f/////////\
+                 /////////////////ug==",
+            )
+            .unwrap();
+        let message = refusal(&bytes);
+        assert!(message.contains("declares"), "{message}");
+    }
+
+    #[test]
+    fn fragments_of_encapsulated_pixel_data_are_bounded_not_parsed() {
         // Fragment bytes that look like a huge element header must not be read as one.
-        let mut bytes = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+        let mut bytes = vec![0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'C', b'T'];
+        bytes.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
         bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 12, 0, 0, 0]);
@@ -1698,14 +1659,17 @@ mod tests {
             0x08, 0x00, 0x00, 0x01, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0x7F,
         ]);
         bytes.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
-        assert_eq!(
-            check_lengths(&bytes, 0, Encoding::EXPLICIT_LITTLE, None),
-            Ok(bytes.len())
-        );
-        // A fragment longer than the data is refused.
+        let meta = meta_uid(0x0002, b"1.2.840.10008.1.2.4.50\0");
+        let image = read_bytes(Path::new("fragments.dcm"), &part10(&meta, &bytes)).unwrap();
+        assert_eq!(image.attributes.modality.as_deref(), Some("CT"));
+        // A fragment longer than the data is refused before anything is allocated.
         let last = bytes.len() - 8 - 12 - 4;
-        bytes[last..last + 4].copy_from_slice(&100u32.to_le_bytes());
-        assert!(check_lengths(&bytes, 0, Encoding::EXPLICIT_LITTLE, None).is_err());
+        bytes[last..last + 4].copy_from_slice(&0xFFFF_0000u32.to_le_bytes());
+        let message = refusal(&part10(&meta, &bytes));
+        assert!(
+            message.contains("an item declares 4294901760 bytes"),
+            "{message}"
+        );
     }
 
     #[test]

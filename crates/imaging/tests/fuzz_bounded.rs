@@ -106,13 +106,8 @@ fn fuzz_targets_run_without_crashing() {
         "cargo fuzz build failed:\n{}",
         tail(&build.stderr)
     );
-    // VOXHUB_FUZZ_TARGETS=nifti_read,archive_expand runs only those. By default every
-    // target runs but `dicom_read`: dicom-rs allocates an element's declared length before
-    // reading it, and the pre-check of data sets without a file meta group does not yet
-    // follow dicom-rs everywhere, so the fuzzer still finds inputs that claim gigabytes
-    // (an open problem; run `VOXHUB_FUZZ_TARGETS=dicom_read` to hunt them).
-    let chosen = std::env::var("VOXHUB_FUZZ_TARGETS")
-        .unwrap_or_else(|_| "nifti_read,archive_expand,raster_read".into());
+    // VOXHUB_FUZZ_TARGETS=nifti_read,archive_expand runs only those; by default, all.
+    let chosen = std::env::var("VOXHUB_FUZZ_TARGETS").unwrap_or_default();
     let chosen: Vec<&str> = chosen.split(',').filter(|t| !t.is_empty()).collect();
     if let Some(unknown) = chosen.iter().find(|t| !TARGETS.contains(t)) {
         panic!("VOXHUB_FUZZ_TARGETS names {unknown}; the targets are {TARGETS:?}");
