@@ -29,6 +29,15 @@ pub struct Dataset {
     pub size_bytes: i64,
 }
 
+/// What permission checks need of a dataset: no counts, so cheap on every slice request.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DatasetRef {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    pub class_id: Option<i64>,
+}
+
 const DATASET_SELECT: &str = "SELECT d.id, d.name, d.description, d.owner_id, u.username AS owner,
     d.class_id, c.name AS class_name, d.keep_originals, d.created_at,
     (SELECT COUNT(*) FROM patients p WHERE p.dataset_id = d.id) AS patients,
@@ -588,6 +597,15 @@ impl Store {
         .fetch_optional(self.pool())
         .await?
         .ok_or_else(|| dataset_not_found(id))
+    }
+
+    /// The owner and class of a dataset, for permission checks.
+    pub async fn dataset_ref(&self, id: i64) -> Result<DatasetRef> {
+        sqlx::query_as("SELECT id, name, owner_id, class_id FROM datasets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| dataset_not_found(id))
     }
 
     /// Every dataset, for admins.

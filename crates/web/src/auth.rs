@@ -5,8 +5,8 @@
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use voxhub_core::permissions::Actor;
@@ -158,5 +158,35 @@ impl FromRequestParts<AppState> for Caller {
                 )
             })?;
         authenticate_secret(state, secret).await
+    }
+}
+
+/// The caller of a read (GET or HEAD) that a page makes without script, such as a viewer
+/// slice shown as an `<img>` or a DICOMweb retrieval from the browser: a bearer token, or
+/// else the browser's login session cookie (never an API token put in a cookie). Reads
+/// change nothing, so no CSRF value is needed, and the cookie is `SameSite=Lax`, so other
+/// sites' pages cannot make the browser send it. Anything else needs a bearer token.
+pub struct ReadCaller(pub Caller);
+
+impl FromRequestParts<AppState> for ReadCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let read = parts.method == Method::GET || parts.method == Method::HEAD;
+        if read
+            && !parts.headers.contains_key(header::AUTHORIZATION)
+            && let Some(secret) = cookie(&parts.headers, SESSION_COOKIE)
+        {
+            let caller = authenticate_secret(state, secret).await?;
+            if caller.kind == TokenKind::Session {
+                return Ok(ReadCaller(caller));
+            }
+        }
+        Caller::from_request_parts(parts, state)
+            .await
+            .map(ReadCaller)
     }
 }

@@ -1,10 +1,9 @@
 //! `/api/v1/datasets`, `/api/v1/series` and `/api/v1/uploads`: imaging datasets, uploads
 //! into them with their ingest reports, and browsing patients → studies → series.
 
-use super::viewer::ViewerCaller;
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
-use crate::auth::{Caller, ClientAddr};
+use crate::auth::{Caller, ClientAddr, ReadCaller};
 use crate::datasets::ingest::{IncomingFile, IngestReport};
 use crate::datasets::{self, DatasetChange, DatasetRequest, DatasetView, Imaging, SeriesView};
 use crate::error::{ApiError, ErrorBody};
@@ -373,7 +372,7 @@ async fn get_series(
 async fn series_thumbnail(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    ViewerCaller(caller): ViewerCaller,
+    ReadCaller(caller): ReadCaller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let png = datasets::thumbnail(&state, &caller.context(&source), id).await?;
@@ -402,7 +401,7 @@ pub fn thumbnail_response(png: Vec<u8>) -> Response {
 async fn series_nifti(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    ViewerCaller(caller): ViewerCaller,
+    ReadCaller(caller): ReadCaller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let (name, bytes) = datasets::nifti(&state, &caller.context(&source), id).await?;

@@ -5,19 +5,17 @@
 
 use super::{ApiPath, ApiQuery};
 use crate::AppState;
-use crate::auth::{Caller, ClientAddr, SESSION_COOKIE, authenticate_secret, cookie};
+use crate::auth::{ClientAddr, ReadCaller};
 use crate::datasets::view::{self, MetadataJson, ValueJson, ViewInfo};
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use voxhub_store::tokens::TokenKind;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,37 +24,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(series_value))
         .routes(routes!(series_overlay))
         .routes(routes!(series_metadata))
-}
-
-/// The caller of a viewer read: a bearer token, or else the browser's session cookie (a
-/// login session only, never an API token put in a cookie). Reads change nothing, so no
-/// CSRF value is needed; the cookie is `SameSite=Lax`, so other sites' pages cannot make
-/// the browser send it with their image requests.
-pub struct ViewerCaller(pub Caller);
-
-impl FromRequestParts<AppState> for ViewerCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if parts.headers.contains_key(header::AUTHORIZATION) {
-            return Caller::from_request_parts(parts, state)
-                .await
-                .map(ViewerCaller);
-        }
-        if let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) {
-            let caller = authenticate_secret(state, secret).await?;
-            if caller.kind == TokenKind::Session {
-                return Ok(ViewerCaller(caller));
-            }
-        }
-        Err(ApiError::unauthorized(
-            "unauthenticated",
-            "log in first: send 'Authorization: Bearer <token>' with a token from POST /api/v1/auth/login or `voxhub login`, or open the viewer in a browser where you are logged in",
-        ))
-    }
 }
 
 /// A PNG answer. With the series's current `v` (from the view answer) the browser may keep
@@ -85,7 +52,7 @@ fn png_response(png: Bytes, version: &str, asked: Option<&str>) -> Response {
 async fn series_view(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    ViewerCaller(caller): ViewerCaller,
+    ReadCaller(caller): ReadCaller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ViewInfo>, ApiError> {
     Ok(Json(
@@ -120,7 +87,7 @@ struct WindowQuery {
 async fn series_slice(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    ViewerCaller(caller): ViewerCaller,
+    ReadCaller(caller): ReadCaller,
     ApiPath((id, plane, index)): ApiPath<(i64, String, String)>,
     ApiQuery(query): ApiQuery<WindowQuery>,
 ) -> Result<Response, ApiError> {
@@ -152,7 +119,7 @@ struct ValueQuery {
 async fn series_value(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    ViewerCaller(caller): ViewerCaller,
+    ReadCaller(caller): ReadCaller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<ValueQuery>,
 ) -> Result<Json<ValueJson>, ApiError> {
@@ -185,7 +152,7 @@ struct OverlayQuery {
 async fn series_overlay(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    ViewerCaller(caller): ViewerCaller,
+    ReadCaller(caller): ReadCaller,
     ApiPath((id, label_series, plane, index)): ApiPath<(i64, i64, String, String)>,
     ApiQuery(query): ApiQuery<OverlayQuery>,
 ) -> Result<Response, ApiError> {
@@ -218,7 +185,7 @@ struct MetadataQuery {
 async fn series_metadata(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    ViewerCaller(caller): ViewerCaller,
+    ReadCaller(caller): ReadCaller,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<MetadataQuery>,
 ) -> Result<Json<MetadataJson>, ApiError> {

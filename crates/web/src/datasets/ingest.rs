@@ -233,7 +233,7 @@ pub async fn ingest(
         .await?;
     tx.audit(ctx.entry(
         "dataset.upload",
-        dataset_target(&dataset),
+        dataset_target(dataset.id, &dataset.name),
         Outcome::Success,
         format!(
             "upload {}: {received} files, {imported} imported, {already_present} already present, {} skipped",

@@ -29,7 +29,9 @@ use voxhub_core::permissions;
 use voxhub_core::role::{ClassRole, Role};
 use voxhub_imaging::deid::DeidConfig;
 use voxhub_storage::{ObjectId, ObjectStore};
-use voxhub_store::datasets::{Dataset, NewDataset, Patient, Series, SeriesFilter, Study, Upload};
+use voxhub_store::datasets::{
+    Dataset, DatasetRef, NewDataset, Patient, Series, SeriesFilter, Study, Upload,
+};
 
 /// Settings of the imaging side, filled from the server's configuration.
 #[derive(Debug, Clone)]
@@ -147,8 +149,8 @@ pub fn imaging(state: &AppState) -> Result<&Arc<Imaging>, ApiError> {
     })
 }
 
-pub(crate) fn dataset_target(dataset: &Dataset) -> String {
-    format!("dataset:{} {}", dataset.id, dataset.name)
+pub(crate) fn dataset_target(id: i64, name: &str) -> String {
+    format!("dataset:{id} {name}")
 }
 
 pub(crate) fn series_target(series: &Series) -> String {
@@ -226,12 +228,35 @@ async fn share_check(
 async fn membership_in(
     state: &AppState,
     ctx: &Context<'_>,
-    dataset: &Dataset,
+    class_id: Option<i64>,
 ) -> Result<Option<ClassRole>, ApiError> {
-    Ok(match dataset.class_id {
+    Ok(match class_id {
         Some(class_id) => state.store.membership(class_id, ctx.caller.user.id).await?,
         None => None,
     })
+}
+
+/// Refuses (and audits) a caller who may not see the dataset; otherwise the dataset and
+/// whether they may change it. Reads only the dataset's owner and class, not its counts:
+/// this runs on every slice the viewer shows and every DICOMweb request.
+pub(crate) async fn read_access(
+    state: &AppState,
+    ctx: &Context<'_>,
+    dataset_id: i64,
+) -> Result<(DatasetRef, bool), ApiError> {
+    let dataset = state.store.dataset_ref(dataset_id).await?;
+    let membership = membership_in(state, ctx, dataset.class_id).await?;
+    let actor = ctx.caller.actor();
+    allowed(
+        ctx,
+        state,
+        "dataset.read",
+        &dataset_target(dataset.id, &dataset.name),
+        permissions::can_view_dataset(&actor, dataset.owner_id, membership),
+    )
+    .await?;
+    let can_change = permissions::can_change_dataset(&actor, dataset.owner_id, membership).is_ok();
+    Ok((dataset, can_change))
 }
 
 /// The dataset if the caller may see it; a refusal is audited.
@@ -240,18 +265,8 @@ pub async fn readable(
     ctx: &Context<'_>,
     dataset_id: i64,
 ) -> Result<DatasetView, ApiError> {
+    let (_, can_change) = read_access(state, ctx, dataset_id).await?;
     let dataset = state.store.dataset(dataset_id).await?;
-    let membership = membership_in(state, ctx, &dataset).await?;
-    let actor = ctx.caller.actor();
-    allowed(
-        ctx,
-        state,
-        "dataset.read",
-        &dataset_target(&dataset),
-        permissions::can_view_dataset(&actor, dataset.owner_id, membership),
-    )
-    .await?;
-    let can_change = permissions::can_change_dataset(&actor, dataset.owner_id, membership).is_ok();
     Ok(DatasetView {
         dataset,
         can_change,
@@ -266,27 +281,27 @@ pub async fn changeable(
     action: &str,
 ) -> Result<Dataset, ApiError> {
     let dataset = state.store.dataset(dataset_id).await?;
-    let membership = membership_in(state, ctx, &dataset).await?;
+    let membership = membership_in(state, ctx, dataset.class_id).await?;
     allowed(
         ctx,
         state,
         action,
-        &dataset_target(&dataset),
+        &dataset_target(dataset.id, &dataset.name),
         permissions::can_change_dataset(&ctx.caller.actor(), dataset.owner_id, membership),
     )
     .await?;
     Ok(dataset)
 }
 
-/// A series and its dataset, if the caller may see it.
+/// A series, if the caller may see its dataset; a refusal is audited.
 pub async fn readable_series(
     state: &AppState,
     ctx: &Context<'_>,
     series_id: i64,
-) -> Result<(Series, DatasetView), ApiError> {
+) -> Result<Series, ApiError> {
     let series = state.store.series(series_id).await?;
-    let dataset = readable(state, ctx, series.dataset_id).await?;
-    Ok((series, dataset))
+    read_access(state, ctx, series.dataset_id).await?;
+    Ok(series)
 }
 
 pub async fn list(state: &AppState, ctx: &Context<'_>) -> Result<Vec<DatasetView>, ApiError> {
@@ -362,7 +377,7 @@ pub async fn update(
     change: DatasetChange,
 ) -> Result<DatasetView, ApiError> {
     let dataset = changeable(state, ctx, dataset_id, "dataset.update").await?;
-    let target = dataset_target(&dataset);
+    let target = dataset_target(dataset.id, &dataset.name);
     let name = change.name.as_deref().map(valid_name).transpose()?;
     let description = change
         .description
@@ -433,7 +448,7 @@ pub async fn delete(state: &AppState, ctx: &Context<'_>, dataset_id: i64) -> Res
     let objects = tx.delete_dataset(dataset_id).await?;
     tx.audit(ctx.entry(
         "dataset.delete",
-        dataset_target(&dataset),
+        dataset_target(dataset.id, &dataset.name),
         Outcome::Success,
         format!("{} series, {} files", dataset.series, dataset.instances),
         false,
@@ -458,7 +473,7 @@ pub async fn patients(
     ctx: &Context<'_>,
     dataset_id: i64,
 ) -> Result<Vec<Patient>, ApiError> {
-    readable(state, ctx, dataset_id).await?;
+    read_access(state, ctx, dataset_id).await?;
     Ok(state.store.patients(dataset_id).await?)
 }
 
@@ -468,7 +483,7 @@ pub async fn studies(
     dataset_id: i64,
     patient_id: Option<i64>,
 ) -> Result<Vec<Study>, ApiError> {
-    readable(state, ctx, dataset_id).await?;
+    read_access(state, ctx, dataset_id).await?;
     Ok(state.store.studies(dataset_id, patient_id).await?)
 }
 
@@ -506,7 +521,7 @@ pub async fn series_list(
     dataset_id: i64,
     filter: SeriesFilter,
 ) -> Result<Vec<SeriesView>, ApiError> {
-    readable(state, ctx, dataset_id).await?;
+    read_access(state, ctx, dataset_id).await?;
     let all = state.store.series_list(dataset_id, &filter).await?;
     let mut labels: HashMap<i64, Vec<i64>> = HashMap::new();
     for series in &all {
@@ -528,7 +543,8 @@ pub async fn series(
     ctx: &Context<'_>,
     series_id: i64,
 ) -> Result<(SeriesView, DatasetView), ApiError> {
-    let (series, dataset) = readable_series(state, ctx, series_id).await?;
+    let series = state.store.series(series_id).await?;
+    let dataset = readable(state, ctx, series.dataset_id).await?;
     let labels = state
         .store
         .labels_of(series_id)
@@ -555,7 +571,7 @@ pub async fn thumbnail(
     series_id: i64,
 ) -> Result<Vec<u8>, ApiError> {
     let imaging = imaging(state)?;
-    let (series, _) = readable_series(state, ctx, series_id).await?;
+    let series = readable_series(state, ctx, series_id).await?;
     let Some(object) = series.thumbnail_object.as_deref() else {
         if series.derived == "pending" {
             let mut error = ApiError::new(
@@ -587,7 +603,7 @@ pub async fn nifti(
     series_id: i64,
 ) -> Result<(String, Vec<u8>), ApiError> {
     let imaging = imaging(state)?;
-    let (series, _) = readable_series(state, ctx, series_id).await?;
+    let series = readable_series(state, ctx, series_id).await?;
     let object = match series.nifti_object.clone() {
         Some(object) if series.derived == "ready" => object,
         _ => {

@@ -556,7 +556,7 @@ async fn open(
     detail: &str,
 ) -> Result<Opened, ApiError> {
     let imaging = imaging(state)?.clone();
-    let (series, _) = readable_series(state, ctx, series_id).await?;
+    let series = readable_series(state, ctx, series_id).await?;
     imaging
         .audit_read(state, ctx, "view", series_target(&series), detail.into())
         .await?;
@@ -1234,7 +1234,7 @@ pub async fn slice_png(
     // the series again: the permission check and the audit still run first, and the key
     // holds the series's content, so a changed series is never answered from old pixels.
     let imaging = imaging(state)?.clone();
-    let (series, _) = readable_series(state, ctx, series_id).await?;
+    let series = readable_series(state, ctx, series_id).await?;
     imaging
         .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
         .await?;
@@ -1246,22 +1246,23 @@ pub async fn slice_png(
     if let Some(png) = png_cached(&request_key) {
         return Ok((png, content));
     }
-    let (png, version) = render_slice(state, ctx, series_id, plane, index, choice).await?;
+    let (png, version) = render_slice(state, imaging, series, plane, index, choice).await?;
     png_keep(request_key, png.clone());
     Ok((png, version))
 }
 
-/// Renders a slice, opening (decoding) the series when it is not in the cache.
+/// Renders a slice of a series the caller was allowed to see, loading (decoding) the
+/// series when it is not in the cache.
 async fn render_slice(
     state: &AppState,
-    ctx: &Context<'_>,
-    series_id: i64,
+    imaging: Arc<Imaging>,
+    series: Series,
     plane: &str,
     index: &str,
     choice: WindowChoice,
 ) -> Result<(Bytes, String), ApiError> {
     let index = slice_number(index)?;
-    let opened = open(state, ctx, series_id, "viewer").await?;
+    let opened = load_series(state, imaging, series).await?;
     let plane_choice = plane_of(&opened, plane)?;
     let version = opened.content.clone();
     match &opened.layout {
@@ -1501,7 +1502,7 @@ pub async fn view_info(
     series_id: i64,
 ) -> Result<ViewInfo, ApiError> {
     let imaging = imaging(state)?.clone();
-    let (series, _) = readable_series(state, ctx, series_id).await?;
+    let series = readable_series(state, ctx, series_id).await?;
     imaging
         .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
         .await?;

@@ -31,14 +31,14 @@ pub mod stow;
 pub mod wado;
 
 use crate::AppState;
-use crate::auth::{Caller, SESSION_COOKIE, authenticate_secret, cookie};
-use crate::datasets::{dataset_target, imaging, readable};
+use crate::auth::{Caller, ReadCaller};
+use crate::datasets::{dataset_target, imaging, read_access};
 use crate::error::ApiError;
 use crate::service::Context;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -119,19 +119,9 @@ impl FromRequestParts<AppState> for DicomwebCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let read = parts.method == Method::GET || parts.method == Method::HEAD;
-        if !parts.headers.contains_key(header::AUTHORIZATION)
-            && read
-            && let Some(secret) = cookie(&parts.headers, SESSION_COOKIE)
-        {
-            let caller = authenticate_secret(state, secret).await?;
-            if caller.csrf.is_some() {
-                return Ok(DicomwebCaller(caller));
-            }
-        }
-        Caller::from_request_parts(parts, state)
+        ReadCaller::from_request_parts(parts, state)
             .await
-            .map(DicomwebCaller)
+            .map(|ReadCaller(caller)| DicomwebCaller(caller))
             .map_err(|mut error| {
                 if error.code == "unauthenticated" {
                     error.message = "DICOMweb needs your identity: send 'Authorization: Bearer <token>' with an API token (POST /api/v1/tokens or `voxhub token create`)".into();
@@ -248,11 +238,11 @@ pub async fn scope(
     let origin = origin(state, headers);
     match dataset {
         Some(id) => {
-            let view = readable(state, ctx, id).await?;
+            let (dataset, _) = read_access(state, ctx, id).await?;
             Ok(Scope {
                 datasets: vec![id],
                 root: format!("{origin}/dicom-web/datasets/{id}"),
-                dataset_target: Some(dataset_target(&view.dataset)),
+                dataset_target: Some(dataset_target(dataset.id, &dataset.name)),
             })
         }
         None => {

@@ -746,7 +746,7 @@ pub async fn series_thumbnail(
     PagePath((id, series_id)): PagePath<(i64, i64)>,
 ) -> Result<Response, PageError> {
     let ctx = caller.0.context(&source);
-    let (series, _) = datasets::readable_series(&state, &ctx, series_id).await?;
+    let series = datasets::readable_series(&state, &ctx, series_id).await?;
     if series.dataset_id != id {
         return Err(ApiError::not_found("this dataset has no such series").into());
     }
