@@ -244,7 +244,7 @@ fn exactly(values: &[f32], count: usize) -> Cow<'_, [f32]> {
 }
 
 /// A window the VOI LUT function accepts: a width below 1 (or not a number) is taken as 1.
-fn usable(window: WindowLevel) -> WindowLevel {
+pub(crate) fn usable(window: WindowLevel) -> WindowLevel {
     WindowLevel {
         center: if window.center.is_finite() {
             window.center
@@ -265,7 +265,7 @@ pub(crate) fn display_value(value: f32, window: WindowLevel, monochrome1: bool) 
     if monochrome1 { 255.0 - y } else { y }
 }
 
-fn to_byte(value: f32) -> u8 {
+pub(crate) fn to_byte(value: f32) -> u8 {
     // NaN casts to 0: missing values are black.
     value.round().clamp(0.0, 255.0) as u8
 }

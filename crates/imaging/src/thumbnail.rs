@@ -91,18 +91,7 @@ pub fn thumbnail_png(
     let stride = usize::from(samples.max(1));
     let samples = if samples == 3 { 3 } else { 1 };
     let (width, height) = (columns as usize, rows as usize);
-    let window = WindowLevel {
-        center: if window.center.is_finite() {
-            window.center
-        } else {
-            0.0
-        },
-        width: if window.width >= 1.0 {
-            window.width
-        } else {
-            1.0
-        },
-    };
+    let window = render::usable(window);
     let invert = monochrome1 && samples == 1;
     let mut display = Vec::with_capacity(width * height * samples);
     for pixel in 0..width * height {
@@ -125,10 +114,7 @@ pub fn thumbnail_png(
             (out_columns as usize, out_rows as usize),
         )
     };
-    let pixels: Vec<u8> = shrunk
-        .iter()
-        .map(|v| v.round().clamp(0.0, 255.0) as u8)
-        .collect();
+    let pixels: Vec<u8> = shrunk.iter().map(|&v| render::to_byte(v)).collect();
     let colour = if samples == 3 {
         png::ColorType::Rgb
     } else {
