@@ -44,6 +44,30 @@ pub fn tag_key(tag: Tag) -> String {
     format!("{:04X}{:04X}", tag.group(), tag.element())
 }
 
+/// The bytes of a top-level binary attribute, named by its key (eight hex digits, as in
+/// the model), as the model's `InlineBinary` (or its bulk data) holds them: little-endian,
+/// encapsulated pixel data as its items; `None` when `object` has no such attribute or it
+/// is not binary.
+pub fn binary_value(object: &InMemDicomObject, key: &str) -> Option<Vec<u8>> {
+    if key.len() != 8 {
+        return None;
+    }
+    let tag = u32::from_str_radix(key, 16).ok()?;
+    binary_bytes(object.get(Tag((tag >> 16) as u16, tag as u16))?)
+}
+
+fn binary_bytes(element: &InMemElement) -> Option<Vec<u8>> {
+    match element.value() {
+        Value::PixelSequence(sequence) => Some(encapsulated_items(
+            sequence.offset_table(),
+            sequence.fragments(),
+        )),
+        Value::Primitive(PrimitiveValue::Empty) => None,
+        Value::Primitive(value) if is_binary(element.vr()) => Some(little_endian_bytes(value)),
+        _ => None,
+    }
+}
+
 fn element_json(element: &InMemElement, bulk_data_uri: Option<&dyn Fn(Tag) -> String>) -> Json {
     let vr = element.vr();
     let mut attribute = Map::new();
@@ -59,18 +83,14 @@ fn element_json(element: &InMemElement, bulk_data_uri: Option<&dyn Fn(Tag) -> St
                 attribute.insert("Value".into(), Json::Array(items));
             }
         }
-        Value::PixelSequence(sequence) => {
-            let bytes = encapsulated_items(sequence.offset_table(), sequence.fragments());
+        Value::PixelSequence(_) => {
+            let bytes = binary_bytes(element).unwrap_or_default();
             insert_binary(&mut attribute, element.tag(), &bytes, bulk_data_uri);
         }
         Value::Primitive(PrimitiveValue::Empty) => {}
-        Value::Primitive(value) if is_binary(vr) => {
-            insert_binary(
-                &mut attribute,
-                element.tag(),
-                &little_endian_bytes(value),
-                bulk_data_uri,
-            );
+        Value::Primitive(_) if is_binary(vr) => {
+            let bytes = binary_bytes(element).unwrap_or_default();
+            insert_binary(&mut attribute, element.tag(), &bytes, bulk_data_uri);
         }
         Value::Primitive(value) => {
             let values = primitive_values(vr, value);
@@ -416,5 +436,22 @@ mod tests {
                 0xFE, 0xFF, 0x00, 0xE0, 2, 0, 0, 0, 9, 8
             ]
         );
+    }
+
+    #[test]
+    fn binary_values_are_the_little_endian_bytes_the_model_would_inline() {
+        let data = object(vec![
+            DataElement::new(tags::PIXEL_DATA, VR::OW, dicom_value!(U16, [1, 0x0302])),
+            DataElement::new(tags::PATIENT_ID, VR::LO, PrimitiveValue::from("12345")),
+        ]);
+        assert_eq!(binary_value(&data, "7FE00010"), Some(vec![1, 0, 2, 3]));
+        assert_eq!(binary_value(&data, "7fe00010"), Some(vec![1, 0, 2, 3]));
+        let inline = to_json(&data, |_| true, None)["7FE00010"]["InlineBinary"].clone();
+        assert_eq!(inline, json!("AQACAw=="));
+        // Not binary, absent, or not a key: nothing.
+        assert_eq!(binary_value(&data, "00100020"), None);
+        assert_eq!(binary_value(&data, "00281052"), None);
+        assert_eq!(binary_value(&data, "7FE0001"), None);
+        assert_eq!(binary_value(&data, "7FE0001G"), None);
     }
 }

@@ -2,9 +2,9 @@
 //! pixel data, or the compressed bitstream of an encapsulated one), or decoded to native
 //! little-endian samples when the client cannot take the compressed form.
 //!
-//! The pixel data's bytes are taken from the DICOM JSON model of the file (its inline
-//! binary is little-endian whatever the file's byte order, and encapsulated pixel data comes
-//! as its items), so this module reads no DICOM encoding of its own.
+//! The pixel data's bytes are those the DICOM JSON model gives (`dicom_json::binary_value`:
+//! little-endian whatever the file's byte order, encapsulated pixel data as its items), so
+//! this module reads no DICOM encoding of its own.
 
 use voxhub_imaging::dicom::{self, DicomImage};
 use voxhub_imaging::dicom_json;
@@ -42,41 +42,10 @@ pub fn compressed_media_type(transfer_syntax: &str) -> Option<&'static str> {
     })
 }
 
-/// Decodes standard base64 (the model's `InlineBinary`).
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let text = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.chunks(4) {
-        let mut bits = 0u32;
-        for (index, &c) in chunk.iter().enumerate() {
-            bits |= value(c)? << (18 - 6 * index);
-        }
-        let bytes = bits.to_be_bytes();
-        match chunk.len() {
-            4 => out.extend_from_slice(&bytes[1..4]),
-            3 => out.extend_from_slice(&bytes[1..3]),
-            2 => out.push(bytes[1]),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 /// The binary value of one top-level attribute (`tag` as eight hex digits), little-endian,
 /// or `None` when the file has no such binary attribute.
 pub fn binary_value(image: &DicomImage, tag: &str) -> Option<Vec<u8>> {
-    let json = dicom_json::to_json(image.object(), |t| dicom_json::tag_key(t) == tag, None);
-    base64_decode(json[tag]["InlineBinary"].as_str()?)
+    dicom_json::binary_value(image.object(), tag)
 }
 
 /// Splits encapsulated pixel data (its items: basic offset table, then fragments) into
@@ -249,16 +218,6 @@ mod tests {
         bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
         bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
         bytes.extend_from_slice(value);
-    }
-
-    #[test]
-    fn base64_decodes_every_padding() {
-        assert_eq!(base64_decode("AQACAw==").unwrap(), vec![1, 0, 2, 3]);
-        assert_eq!(base64_decode("TWFu").unwrap(), b"Man");
-        assert_eq!(base64_decode("TWE=").unwrap(), b"Ma");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert!(base64_decode("T").is_none());
-        assert!(base64_decode("T$==").is_none());
     }
 
     #[test]
