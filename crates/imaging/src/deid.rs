@@ -18,6 +18,10 @@
 //!   are kept, so intervals between studies survive. Patient's Birth Date is still emptied.
 //! - Private attributes (odd groups) are removed unless [`DeidConfig::keep_private_tags`].
 //! - Burned-in annotation is only flagged, never removed from pixels.
+//! - With [`DeidConfig::clean_descriptors`] the profile's "Clean Descriptors" option applies
+//!   to the descriptions that say what a study or series is ([`CLEANED_DESCRIPTORS`]): they
+//!   are kept, less every word that is a name, ID or institution of the data set itself, a
+//!   date, or a number of five or more digits; see [`clean_descriptor`].
 
 use std::collections::HashSet;
 
@@ -51,6 +55,9 @@ pub struct DeidConfig {
     pub keep_private_tags: bool,
     /// Shift dates per patient (default) or remove them.
     pub date_policy: DatePolicy,
+    /// Keep Study Description, Series Description and Protocol Name, cleaned of identifying
+    /// words (PS3.15 "Clean Descriptors" option), instead of removing them.
+    pub clean_descriptors: bool,
 }
 
 impl std::fmt::Debug for DeidConfig {
@@ -60,6 +67,7 @@ impl std::fmt::Debug for DeidConfig {
             .field("secret", &"<redacted>")
             .field("keep_private_tags", &self.keep_private_tags)
             .field("date_policy", &self.date_policy)
+            .field("clean_descriptors", &self.clean_descriptors)
             .finish()
     }
 }
@@ -401,6 +409,33 @@ const SECONDARY_CAPTURE_SOP_CLASS_PREFIX: &str = "1.2.840.10008.5.1.4.1.1.7";
 /// The value of De-identification Method (0012,0063); LO allows 64 characters.
 const METHOD_SHIFTED: &str = "PS3.15 E.1 Basic Profile; Retain Longitudinal Modified Dates";
 const METHOD_REMOVED: &str = "PS3.15 E.1 Basic Profile";
+/// Its second value when descriptors are cleaned rather than removed.
+const METHOD_CLEAN_DESCRIPTORS: &str = "Clean Descriptors Option";
+
+/// The descriptions kept (cleaned) under the Clean Descriptors option: those that say what a
+/// study or series is, which people browsing a dataset need. Every other free-text
+/// attribute keeps its Basic Profile action.
+const CLEANED_DESCRIPTORS: [Tag; 3] = [
+    tags::STUDY_DESCRIPTION,
+    tags::SERIES_DESCRIPTION,
+    tags::PROTOCOL_NAME,
+];
+
+/// Attributes whose words identify the patient, the people around them or the place, and
+/// so are taken out of a cleaned descriptor wherever they appear in it. Person names are
+/// taken from every PN attribute besides these.
+const IDENTIFYING_WORD_SOURCES: [Tag; 9] = [
+    tags::PATIENT_ID,
+    // Other Patient IDs: retired, but still written by some systems.
+    Tag(0x0010, 0x1000),
+    tags::ACCESSION_NUMBER,
+    tags::STUDY_ID,
+    tags::INSTITUTION_NAME,
+    tags::INSTITUTION_ADDRESS,
+    tags::INSTITUTIONAL_DEPARTMENT_NAME,
+    tags::STATION_NAME,
+    tags::DEVICE_SERIAL_NUMBER,
+];
 
 /// De-identify a data set in place. The data set alone: for a file, use [`deidentify_file`],
 /// which also replaces the UID in the file meta group.
@@ -421,13 +456,18 @@ pub fn deidentify(
         pseudonym: pseudonym(&config.secret, &patient_key),
         date_shift_days,
         report: ReportBuilder::default(),
+        identifying_words: if config.clean_descriptors {
+            identifying_words(obj)
+        } else {
+            HashSet::new()
+        },
     };
     // Decided before cleaning, since cleaning may remove what the decision reads.
     let burned_in_annotation_suspected = burned_in_annotation_suspected(obj);
 
     let original = std::mem::replace(obj, InMemDicomObject::new_empty());
     *obj = clean_data_set(original, &mut context, "")?;
-    mark_as_deidentified(obj, config.date_policy);
+    mark_as_deidentified(obj, config);
 
     let mut report = context.report.finish();
     report.date_shift_days = date_shift_days;
@@ -468,6 +508,8 @@ struct Context<'a> {
     pseudonym: String,
     date_shift_days: Option<i32>,
     report: ReportBuilder,
+    /// With the Clean Descriptors option: the data set's own identifying words, lower case.
+    identifying_words: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -571,6 +613,23 @@ fn clean_element(
         };
         context.report.replaced(name);
         return Ok(Some(DataElement::new(tag, vr, PrimitiveValue::from(value))));
+    }
+
+    if context.config.clean_descriptors && path.is_empty() && CLEANED_DESCRIPTORS.contains(&tag) {
+        let original = element.to_str().map(|s| s.into_owned()).unwrap_or_default();
+        let cleaned = clean_descriptor(&original, &context.identifying_words);
+        if cleaned.is_empty() {
+            context.report.removed(name);
+            return Ok(None);
+        }
+        if cleaned != original.trim_matches(['\0', ' ']) {
+            context.report.replaced(name);
+        }
+        return Ok(Some(DataElement::new(
+            tag,
+            vr,
+            PrimitiveValue::from(cleaned),
+        )));
     }
 
     let basic_code = PROFILE
@@ -777,7 +836,8 @@ fn burned_in_annotation_suspected(obj: &InMemDicomObject) -> bool {
 }
 
 /// Record what was done, as PS3.15 E.1.1 asks, so a receiver knows the data set is cleaned.
-fn mark_as_deidentified(obj: &mut InMemDicomObject, date_policy: DatePolicy) {
+fn mark_as_deidentified(obj: &mut InMemDicomObject, config: &DeidConfig) {
+    let date_policy = config.date_policy;
     let (method, temporal) = match date_policy {
         DatePolicy::ShiftPerPatient => (METHOD_SHIFTED, "MODIFIED"),
         DatePolicy::Remove => (METHOD_REMOVED, "REMOVED"),
@@ -787,16 +847,24 @@ fn mark_as_deidentified(obj: &mut InMemDicomObject, date_policy: DatePolicy) {
         VR::CS,
         PrimitiveValue::from("YES"),
     ));
+    let methods = if config.clean_descriptors {
+        PrimitiveValue::Strs([method.to_string(), METHOD_CLEAN_DESCRIPTORS.to_string()].into())
+    } else {
+        PrimitiveValue::from(method)
+    };
     obj.put(DataElement::new(
         tags::DEIDENTIFICATION_METHOD,
         VR::LO,
-        PrimitiveValue::from(method),
+        methods,
     ));
     // Codes of CID 7050 "De-identification Method".
     let mut codes = vec![method_code(
         "113100",
         "Basic Application Confidentiality Profile",
     )];
+    if config.clean_descriptors {
+        codes.push(method_code("113105", "Clean Descriptors Option"));
+    }
     if date_policy == DatePolicy::ShiftPerPatient {
         codes.push(method_code(
             "113107",
@@ -813,6 +881,82 @@ fn mark_as_deidentified(obj: &mut InMemDicomObject, date_policy: DatePolicy) {
         VR::CS,
         PrimitiveValue::from(temporal),
     ));
+}
+
+/// The words (lower case, letters and digits only; at least two characters, or three
+/// digits) of every top-level person name and of [`IDENTIFYING_WORD_SOURCES`], read before
+/// anything is cleaned.
+fn identifying_words(obj: &InMemDicomObject) -> HashSet<String> {
+    let mut words = HashSet::new();
+    for element in obj.iter() {
+        let tag = element.tag();
+        if element.vr() != VR::PN && !IDENTIFYING_WORD_SOURCES.contains(&tag) {
+            continue;
+        }
+        let Ok(text) = element.to_str() else {
+            continue;
+        };
+        // Single characters and short numbers (initials, house numbers) would take out
+        // "T1" or "1.5 mm" while identifying nobody.
+        words.extend(
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|word| {
+                    let digits = word.chars().all(|c| c.is_ascii_digit());
+                    word.chars().count() >= if digits { 3 } else { 2 }
+                })
+                .map(str::to_lowercase),
+        );
+    }
+    words
+}
+
+/// A descriptor with every identifying word taken out: a word (text between spaces) goes
+/// when any of its letter-and-digit parts is one of `identifying` (the data set's names,
+/// IDs and institution) or has five or more digits (IDs, record numbers, compact dates), or
+/// when it holds a date or time written with separators (`03.02.2021`, `2021-02-03`,
+/// `14:30`). What is left is joined by single spaces; it may be empty.
+pub fn clean_descriptor(text: &str, identifying: &HashSet<String>) -> String {
+    let is_identifying = |word: &str| {
+        holds_date_or_time(word)
+            || word
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|part| !part.is_empty())
+                .any(|part| {
+                    part.chars().filter(char::is_ascii_digit).count() >= 5
+                        || identifying.contains(&part.to_lowercase())
+                })
+    };
+    text.trim_matches(['\0', ' '])
+        .split_whitespace()
+        .filter(|word| !is_identifying(word))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether `word` holds a date (day, month and year, or year, month and day, joined by one
+/// of `.`, `-`, `/`) or a time of day (`hh:mm`, `hh:mm:ss`). `1.5`, `3-4` or `T1/T2` are
+/// neither.
+fn holds_date_or_time(word: &str) -> bool {
+    word.split(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '/' | ':')))
+        .any(|run| {
+            let run = run.trim_matches(|c: char| !c.is_ascii_digit());
+            let Some(separator) = run.chars().find(|c| !c.is_ascii_digit()) else {
+                return false;
+            };
+            let groups: Vec<usize> = run.split(separator).map(str::len).collect();
+            if groups.contains(&0)
+                || run
+                    .split(separator)
+                    .any(|g| !g.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return false;
+            }
+            matches!(
+                (separator, groups.as_slice()),
+                (':', [1..=2, 2] | [1..=2, 2, 2])
+                    | ('.' | '-' | '/', [1..=2, 1..=2, 2 | 4] | [4, 1..=2, 1..=2])
+            )
+        })
 }
 
 fn method_code(value: &str, meaning: &str) -> InMemDicomObject {
@@ -1010,5 +1154,28 @@ mod tests {
                 "({group:04X},{element:04X}) has code {code}"
             );
         }
+    }
+
+    #[test]
+    fn descriptors_lose_names_ids_dates_and_long_numbers_and_keep_the_rest() {
+        let words: HashSet<String> = ["doe", "jane", "mrn4411", "klinikum"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let clean = |text: &str| clean_descriptor(text, &words);
+        assert_eq!(clean("CT THORAX 1.5 mm B31f"), "CT THORAX 1.5 mm B31f");
+        assert_eq!(clean("T1 AX POST 3-4 T1/T2 "), "T1 AX POST 3-4 T1/T2");
+        assert_eq!(clean("Doe^Jane chest"), "chest");
+        assert_eq!(clean("CHEST (JANE)"), "CHEST");
+        assert_eq!(clean("MRN4411 head"), "head");
+        assert_eq!(clean("Klinikum-Nord abdomen"), "abdomen");
+        assert_eq!(clean("abdomen 20210203 12345"), "abdomen");
+        assert_eq!(
+            clean("abdomen 03.02.2021 2021-02-03 3/2/21 14:30"),
+            "abdomen"
+        );
+        assert_eq!(clean("abdomen (03.02.21)"), "abdomen");
+        assert_eq!(clean("Jane Doe"), "");
+        assert_eq!(clean("  "), "");
     }
 }

@@ -751,3 +751,75 @@ fn pydicom_ct_and_mr_files_lose_patient_identity_when_written_and_read_back() {
         );
     }
 }
+
+#[test]
+fn clean_descriptors_keeps_what_a_series_is_without_the_identifying_words() {
+    let clean = DeidConfig {
+        clean_descriptors: true,
+        ..config()
+    };
+    let mut file = as_file(identifying_data_set("PID-7781234", "DOE^JOHN", 1));
+    let series_description = text(
+        tags::SERIES_DESCRIPTION,
+        VR::LO,
+        "Doe AX T1 1.5mm Springfield 20230315 ACC998877",
+    );
+    file.put(series_description);
+    let report = deidentify_file(&mut file, &clean).unwrap();
+    assert_eq!(
+        string(&file, tags::STUDY_DESCRIPTION).as_deref(),
+        Some("CT head for")
+    );
+    assert_eq!(
+        string(&file, tags::SERIES_DESCRIPTION).as_deref(),
+        Some("AX T1 1.5mm")
+    );
+    assert_eq!(
+        string(&file, tags::PROTOCOL_NAME).as_deref(),
+        Some("protocol")
+    );
+    assert!(report.replaced.contains(&"SeriesDescription".to_string()));
+    // Every other free text still follows the Basic Profile, and no identifying value
+    // survives anywhere in the file.
+    assert_eq!(
+        string(&file, tags::INSTITUTION_NAME).unwrap_or_default(),
+        ""
+    );
+    let bytes = written_bytes(&file);
+    for value in IDENTIFYING_VALUES {
+        assert!(
+            !contains(&bytes, value),
+            "{value} survived de-identification"
+        );
+    }
+    // The option is recorded, in the method and its codes.
+    let method = file.get(tags::DEIDENTIFICATION_METHOD).unwrap();
+    assert_eq!(
+        method
+            .value()
+            .to_multi_str()
+            .unwrap()
+            .last()
+            .map(|s| s.as_str()),
+        Some("Clean Descriptors Option")
+    );
+    let codes: Vec<String> = items(&file, tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE)
+        .iter()
+        .filter_map(|item| string(item, tags::CODE_VALUE))
+        .collect();
+    assert_eq!(codes, ["113100", "113105", "113107"]);
+
+    // A descriptor with nothing but identifying words is removed, not kept empty.
+    let mut file = as_file(identifying_data_set("PID-7781234", "DOE^JOHN", 1));
+    file.put(text(
+        tags::SERIES_DESCRIPTION,
+        VR::LO,
+        "John Doe 15.03.2023",
+    ));
+    deidentify_file(&mut file, &clean).unwrap();
+    assert_eq!(string(&file, tags::SERIES_DESCRIPTION), None);
+    // Without the option they are removed as the Basic Profile says.
+    let obj = deidentified("PID-7781234", "DOE^JOHN", 1);
+    assert_eq!(string(&obj, tags::SERIES_DESCRIPTION), None);
+    assert_eq!(string(&obj, tags::STUDY_DESCRIPTION), None);
+}

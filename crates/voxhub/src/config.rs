@@ -195,6 +195,10 @@ pub struct ImagingConfig {
     pub dates: String,
     /// Keep private (vendor) attributes; they often hold names and IDs.
     pub keep_private_tags: bool,
+    /// Keep Study Description, Series Description and Protocol Name, cleaned of the file's
+    /// names, IDs, institution, dates and long numbers (PS3.15 "Clean Descriptors"), instead
+    /// of removing them; helps people find their way through a dataset.
+    pub clean_descriptors: bool,
     /// The file holding the secret that keys pseudonyms, new UIDs and date shifts; created
     /// (random, mode 0600) on first start. Default `<data_dir>/deid.secret`. Keep it: with a
     /// new secret, new uploads of the same patient get a different pseudonym.
@@ -213,6 +217,7 @@ impl Default for ImagingConfig {
             deidentify: true,
             dates: "shift".into(),
             keep_private_tags: false,
+            clean_descriptors: false,
             secret_file: None,
             max_upload_mib: 4096,
             max_file_mib: 1024,
@@ -437,6 +442,32 @@ mod tests {
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(config.server.data_dir, PathBuf::from("/srv/c"));
         assert_eq!(config.auth.session_hours, 4);
+    }
+
+    #[test]
+    fn the_readme_example_configuration_loads_with_every_key_it_names() {
+        // The README's configuration block is what operators copy: every key in it must
+        // exist (unknown keys stop the server) and hold a value of the right type.
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\n[server]")
+            .expect("README has a configuration block");
+        let block = &readme[start + "```toml\n".len()..];
+        let block = &block[..block.find("```").expect("the block ends")];
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("voxhub.toml");
+        std::fs::write(&file, block).unwrap();
+        let config = Config::load(Some(&file), &[], Overrides::default())
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        assert!(config.imaging.deidentify);
+        assert!(!config.imaging.clean_descriptors);
+        let config = Config::load(
+            Some(&file),
+            &env(&[("VOXHUB_IMAGING__CLEAN_DESCRIPTORS", "true")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(config.imaging.clean_descriptors);
     }
 
     #[test]

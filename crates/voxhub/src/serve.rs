@@ -152,6 +152,7 @@ fn imaging_side(config: &Config) -> Result<std::sync::Arc<voxhub_web::datasets::
             secret,
             keep_private_tags: imaging.keep_private_tags,
             date_policy,
+            clean_descriptors: imaging.clean_descriptors,
         },
         volume_cache_bytes: imaging.volume_cache_mib * mib,
         ..Default::default()

@@ -829,3 +829,53 @@ async fn every_real_test_file_of_other_projects_is_imported_or_refused_with_a_re
         series.len()
     );
 }
+
+#[tokio::test]
+async fn with_clean_descriptors_descriptions_stay_without_identifying_words() {
+    let app = TestApp::spawn_with_imaging(voxhub_web::datasets::ImagingSettings {
+        deid: voxhub_imaging::deid::DeidConfig {
+            clean_descriptors: true,
+            ..imaging_settings().deid
+        },
+        ..imaging_settings()
+    })
+    .await;
+    let Some(python) = imaging_python("with_clean_descriptors") else {
+        return;
+    };
+    let admin = app.admin.token.clone();
+    let dataset = app.dataset(&admin, "Described", None).await;
+    let series_dir = tempfile::tempdir().unwrap();
+    make_series(
+        &python,
+        series_dir.path(),
+        &[
+            "--slices",
+            "3",
+            "--series-description",
+            "Doe AX 2.5mm MRN-0042 15.03.2024 St Example",
+        ],
+    );
+    let (status, report) = app
+        .upload(&admin, dataset, folder_files(series_dir.path()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let replaced = report["deidentification"]["replaced"].to_string();
+    assert!(replaced.contains("SeriesDescription"), "{report}");
+    let series = app
+        .get_ok(&admin, &format!("/api/v1/datasets/{dataset}/series"))
+        .await;
+    // The patient's name and ID, the date and the institution's words are gone.
+    assert_eq!(series[0]["description"], "AX 2.5mm", "{series}");
+    let found = app
+        .get_ok(
+            &admin,
+            &format!("/api/v1/datasets/{dataset}/series?q=2.5mm"),
+        )
+        .await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    let studies = app
+        .get_ok(&admin, &format!("/api/v1/datasets/{dataset}/studies"))
+        .await;
+    assert_eq!(studies[0]["description"], "CT chest synthetic", "{studies}");
+}

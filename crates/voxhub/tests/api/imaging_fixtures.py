@@ -36,6 +36,7 @@ def main():
     p.add_argument("--patient", default="DOE^JANE")
     p.add_argument("--patient-id", default="MRN-0042")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--series-description", default="Axial 2.5mm")
     a = p.parse_args()
     rng = random.Random(a.seed)
     os.makedirs(a.out, exist_ok=True)
@@ -69,7 +70,7 @@ def main():
         ds.StudyDate = ds.SeriesDate = "20240315"
         ds.StudyTime = "101500"
         ds.StudyDescription = "CT chest synthetic"
-        ds.SeriesDescription = "Axial 2.5mm"
+        ds.SeriesDescription = a.series_description
         ds.AccessionNumber = "ACC123"
         ds.Modality = "CT"
         ds.BodyPartExamined = "CHEST"

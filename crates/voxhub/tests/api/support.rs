@@ -103,13 +103,25 @@ impl TestApp {
             tempfile::tempdir().expect("temporary data directory"),
             settings,
             None,
+            imaging_settings(),
+        )
+        .await
+    }
+
+    /// A server whose imaging side has `imaging` settings instead of [`imaging_settings`].
+    pub async fn spawn_with_imaging(imaging: voxhub_web::datasets::ImagingSettings) -> Self {
+        Self::start(
+            tempfile::tempdir().expect("temporary data directory"),
+            WebSettings::default(),
+            None,
+            imaging,
         )
         .await
     }
 
     /// A server on an existing data directory (e.g. one a stopped app left behind).
     pub async fn spawn_on(dir: tempfile::TempDir) -> Self {
-        Self::start(dir, WebSettings::default(), None).await
+        Self::start(dir, WebSettings::default(), None, imaging_settings()).await
     }
 
     /// A server that runs workloads with the real local-process executor (supervised by
@@ -129,6 +141,7 @@ impl TestApp {
             tempfile::tempdir().expect("temporary data directory"),
             WebSettings::default(),
             Some((node, settings)),
+            imaging_settings(),
         )
         .await
     }
@@ -140,6 +153,7 @@ impl TestApp {
             tempfile::tempdir().expect("temporary data directory"),
             WebSettings::default(),
             Some((node, settings)),
+            imaging_settings(),
         )
         .await
     }
@@ -148,6 +162,7 @@ impl TestApp {
         dir: tempfile::TempDir,
         settings: WebSettings,
         workloads: Option<(voxhub_scheduler::Node, WorkloadSettings)>,
+        imaging: voxhub_web::datasets::ImagingSettings,
     ) -> Self {
         let store = Store::open_sqlite(&dir.path().join(DATABASE_FILE))
             .await
@@ -178,7 +193,7 @@ impl TestApp {
         });
         let with_runtime = runtime.is_some();
         let imaging = Arc::new(voxhub_web::datasets::Imaging::new(
-            imaging_settings(),
+            imaging,
             Arc::new(
                 voxhub_storage::LocalStore::new(dir.path().join("objects")).expect("object store"),
             ),
@@ -256,7 +271,7 @@ impl TestApp {
     /// Stops the server and starts a new one on the same data directory.
     pub async fn restart(self) -> Self {
         let (dir, settings) = self.stop().await;
-        Self::start(dir, settings, None).await
+        Self::start(dir, settings, None, imaging_settings()).await
     }
 
     fn next(&self) -> usize {
