@@ -301,6 +301,38 @@ pub fn slice(volume: &Volume, plane: Plane, index: usize) -> Result<Slice, Refor
     })
 }
 
+/// Which stored slice (an index into the stack, first slice first) slice `index` of `plane`
+/// shows, when the plane is the stack's own so that every pixel comes from that one slice;
+/// `None` when the plane cuts across the stored slices, or `index` is out of range.
+pub fn stack_slice(geometry: &StackGeometry, plane: Plane, index: usize) -> Option<usize> {
+    let layout = layout(geometry, plane);
+    let lengths = lengths(geometry);
+    (layout.through.axis == 2 && index < lengths[2])
+        .then(|| voxel_index(layout.through, index, &lengths))
+}
+
+/// The slice of `plane` that shows stored slice `values` (its modality values, row by row
+/// as stored) of a stack with `geometry`: the same as [`slice`] of the whole volume at the
+/// index [`stack_slice`] maps to that stored slice, without the other slices in memory.
+/// `plane` must be the stack's own (see [`stack_slice`]).
+pub fn slice_of_stack_slice(
+    geometry: &StackGeometry,
+    plane: Plane,
+    values: Vec<f32>,
+) -> Result<Slice, ReformatError> {
+    // A one-slice stack of the same directions and spacing: the walks across and down,
+    // which depend on directions only, are those of the whole stack.
+    let one = Volume {
+        geometry: StackGeometry {
+            order: vec![0],
+            ..geometry.clone()
+        },
+        voxels: values,
+    };
+    debug_assert_eq!(layout(&one.geometry, plane), layout(geometry, plane));
+    slice(&one, plane, 0)
+}
+
 /// The voxel shown at column `x`, row `y` of slice `index` of `plane`, the same value as
 /// `slice(volume, plane, index)?.values[y * columns + x]`; `None` outside the volume.
 pub fn value_at(volume: &Volume, plane: Plane, index: usize, x: usize, y: usize) -> Option<f32> {
@@ -638,6 +670,34 @@ mod tests {
         }
     }
 
+    /// Every slice of a plane that is the stack's own, made from its one stored slice, equals
+    /// the slice of the whole volume; other planes have no stored slice.
+    fn check_stack_slices(volume: &Volume) {
+        let geometry = &volume.geometry;
+        let per_slice = (geometry.rows * geometry.columns) as usize;
+        let mut own_planes = 0;
+        for plane in Plane::ALL {
+            let len = plane_len(volume, plane);
+            for index in 0..len {
+                let Some(k) = stack_slice(geometry, plane, index) else {
+                    continue;
+                };
+                let stored = volume.voxels[k * per_slice..(k + 1) * per_slice].to_vec();
+                assert_eq!(
+                    slice_of_stack_slice(geometry, plane, stored).unwrap(),
+                    slice(volume, plane, index).unwrap(),
+                    "{plane} {index}"
+                );
+            }
+            if stack_slice(geometry, plane, 0).is_some() {
+                own_planes += 1;
+                assert_eq!(len, volume.slices());
+                assert_eq!(stack_slice(geometry, plane, len), None);
+            }
+        }
+        assert_eq!(own_planes, 1, "exactly one plane is the stack's own");
+    }
+
     #[test]
     fn display_conventions_hold_for_standard_flipped_and_oblique_orientations() {
         let flips = [[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]];
@@ -655,7 +715,9 @@ mod tests {
                         let rotate = rotation(axis, degrees);
                         let row = rotate(row.map(|c| c * flip[0]));
                         let column = rotate(column.map(|c| c * flip[1]));
-                        check_conventions(&volume(row, column, [4, 3, 5], [0.6, 0.9, 2.0]));
+                        let volume = volume(row, column, [4, 3, 5], [0.6, 0.9, 2.0]);
+                        check_conventions(&volume);
+                        check_stack_slices(&volume);
                         checked += 1;
                     }
                 }

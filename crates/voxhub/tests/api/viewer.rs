@@ -576,6 +576,62 @@ async fn a_ct_volume_is_shown_in_three_planes_with_exact_values_and_windowed_gre
 }
 
 #[tokio::test]
+async fn axial_slices_come_from_one_file_until_the_volume_is_decoded_and_look_the_same() {
+    let Some(v) = Viewer::start("viewer: one file, then the volume").await else {
+        return;
+    };
+    let ct = v.ct().await;
+    let series = format!("/api/v1/series/{ct}");
+    // Opening the viewer and showing axial slices decodes one file per slice, not the series.
+    let info = v.json(&format!("{series}/view")).await;
+    let version = info["version"].as_str().unwrap().to_string();
+    assert_eq!(info["planes"][0]["slices"], SLICES, "{info}");
+    let every_pixel = |png: &Png, k: usize, center: f64, width: f64| {
+        assert_eq!((png.columns, png.rows), (COLUMNS, ROWS));
+        for y in 0..ROWS {
+            for x in 0..COLUMNS {
+                assert_eq!(
+                    png.at(x, y)[0],
+                    f32::from(voi(hu(x, y, k), center, width)),
+                    "slice {k} pixel ({x}, {y})"
+                );
+            }
+        }
+    };
+    for k in [0, 11, SLICES - 1] {
+        let png = v
+            .png(&format!(
+                "{series}/slices/axial/{k}.png?center=-300&width=1300"
+            ))
+            .await;
+        every_pixel(&png, k, -300.0, 1300.0);
+    }
+    assert!(
+        !voxhub_web::datasets::view::volume_decoded(&version),
+        "axial slices decoded the whole series"
+    );
+    // Beyond the last slice is refused without decoding anything either.
+    let (status, body) = v
+        .get(
+            &v.teacher.token,
+            &format!("{series}/slices/axial/{SLICES}.png"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Another plane needs the volume; from then on axial slices come from it, the same.
+    v.png(&format!("{series}/slices/coronal/3.png")).await;
+    assert!(voxhub_web::datasets::view::volume_decoded(&version));
+    for k in [0, 11, SLICES - 1] {
+        let png = v
+            .png(&format!(
+                "{series}/slices/axial/{k}.png?center=-299&width=1301"
+            ))
+            .await;
+        every_pixel(&png, k, -299.0, 1301.0);
+    }
+}
+
+#[tokio::test]
 async fn bad_planes_slices_windows_and_positions_are_refused_with_what_to_do() {
     let Some(v) = Viewer::start("viewer: bad input").await else {
         return;

@@ -356,6 +356,21 @@ pub fn cached_bytes() -> u64 {
     decoded_cache().lock().expect("decoded cache lock").bytes
 }
 
+/// Whether the DICOM volume of content `version` (a view answer's `version`) is decoded in
+/// memory now (for tests and monitoring).
+pub fn volume_decoded(version: &str) -> bool {
+    decoded_ready(&format!("volume:{version}"))
+}
+
+/// Whether the decoded value under `key` is loaded and ready (not loading, not failed).
+fn decoded_ready(key: &str) -> bool {
+    let cache = decoded_cache().lock().expect("decoded cache lock");
+    cache
+        .slots
+        .get(key)
+        .is_some_and(|slot| matches!(slot.cell.get(), Some(Ok(_))))
+}
+
 /// The decoded value under `key`, loading it once: the first caller starts `load` in a task
 /// of its own (so a closed browser tab does not waste it), later callers wait for it. A
 /// failed load is not kept, so the next request tries again.
@@ -1246,9 +1261,186 @@ pub async fn slice_png(
     if let Some(png) = png_cached(&request_key) {
         return Ok((png, content));
     }
+    let number = slice_number(index)?;
+    if let Some((png, version)) =
+        slice_from_one_file(state, &imaging, &series, plane, number, &choice).await?
+    {
+        png_keep(request_key, png.clone());
+        return Ok((png, version));
+    }
     let (png, version) = render_slice(state, imaging, series, plane, index, choice).await?;
     png_keep(request_key, png.clone());
     Ok((png, version))
+}
+
+/// What the viewer shows of a DICOM volume before, or without, decoding it: the stack's
+/// geometry planned from the index and the description of its middle file, the same
+/// values [`build_dicom_volume`] gives, without the voxels.
+struct Outline {
+    /// The stack's geometry, with no voxels: for plane sizes, positions and edges only.
+    shape: Volume,
+    /// The image files, in stack order.
+    files: Vec<Instance>,
+    monochrome1: bool,
+    photometric: String,
+    units: String,
+    file_window: Option<WindowLevel>,
+    opening_window: WindowLevel,
+}
+
+type OutlineMemo = Mutex<HashMap<(usize, String), Arc<Outline>>>;
+
+/// The outline of a series that forms a DICOM volume (`None` for anything else, or when
+/// its index does not give everything the volume would), remembered per content.
+async fn outline(
+    imaging: &Arc<Imaging>,
+    series: &Series,
+    content: &str,
+    instances: &[Instance],
+) -> Result<Option<Arc<Outline>>, ApiError> {
+    static OUTLINES: OnceLock<OutlineMemo> = OnceLock::new();
+    let memo = OUTLINES.get_or_init(Default::default);
+    let key = (Arc::as_ptr(imaging) as usize, content.to_string());
+    if let Some(known) = memo.lock().expect("outline lock").get(&key) {
+        return Ok(Some(known.clone()));
+    }
+    let summary = summary_of(series);
+    // The window the volume opens with is the summary's when it has one (see
+    // build_dicom_volume); without it, it would come from the decoded middle slice.
+    let (true, Some(opening_window)) = (
+        series.kind == "dicom" && summary["volume"]["ok"].as_bool() == Some(true),
+        window_of(&summary["window"]),
+    ) else {
+        return Ok(None);
+    };
+    let with_pixels: Vec<&Instance> = instances.iter().filter(|i| i.rows.is_some()).collect();
+    let Some(geometries) = with_pixels
+        .iter()
+        .map(|i| super::derive::geometry_of(i))
+        .collect::<Option<Vec<Geometry>>>()
+    else {
+        return Ok(None);
+    };
+    let Ok(geometry) = volume::plan(&geometries.iter().collect::<Vec<_>>()) else {
+        return Ok(None);
+    };
+    let middle = with_pixels[geometry.order[geometry.order.len() / 2]];
+    let bytes = imaging.object(&middle.object_id).await?;
+    let modality = series.modality.clone();
+    let Ok(description) = blocking(move || {
+        let image =
+            dicom::read_bytes(Path::new("image"), &bytes).map_err(|e| decode_refusal(&e))?;
+        let photometric = image
+            .pixel_format
+            .as_ref()
+            .map(|p| p.photometric_interpretation.clone())
+            .unwrap_or_else(|| "MONOCHROME2".into());
+        Ok((
+            photometric,
+            units_of(&image, &modality),
+            file_window(&image),
+        ))
+    })
+    .await
+    else {
+        return Ok(None);
+    };
+    let (photometric, units, file_window) = description;
+    let files = geometry
+        .order
+        .iter()
+        .map(|&i| with_pixels[i].clone())
+        .collect();
+    let outline = Arc::new(Outline {
+        shape: Volume {
+            geometry,
+            voxels: Vec::new(),
+        },
+        files,
+        monochrome1: photometric == "MONOCHROME1",
+        photometric,
+        units,
+        file_window,
+        opening_window,
+    });
+    let mut memo = memo.lock().expect("outline lock");
+    if memo.len() >= 1024 {
+        memo.clear();
+    }
+    memo.insert(key, outline.clone());
+    Ok(Some(outline))
+}
+
+/// A slice of a DICOM volume's own plane (axial for an axial series) rendered from its one
+/// stored file, while the volume is not decoded in memory: a first look at a large series,
+/// or many series looked at in turn, costs one file, not the whole series. The picture is
+/// the one the decoded volume gives (same geometry, values, window and cache key); `None`
+/// sends the request to the decoded volume: another plane, or anything unexpected.
+async fn slice_from_one_file(
+    state: &AppState,
+    imaging: &Arc<Imaging>,
+    series: &Series,
+    plane: &str,
+    index: usize,
+    choice: &WindowChoice,
+) -> Result<Option<(Bytes, String)>, ApiError> {
+    if series.kind != "dicom" {
+        return Ok(None);
+    }
+    let Some(plane) = Plane::from_name(plane) else {
+        return Ok(None);
+    };
+    let (content, instances) = series_files(state, imaging, series).await?;
+    if decoded_ready(&format!("volume:{content}")) {
+        return Ok(None);
+    }
+    let Some(outline) = outline(imaging, series, &content, &instances).await? else {
+        return Ok(None);
+    };
+    let len = reformat::plane_len(&outline.shape, plane);
+    if index >= len {
+        return Err(out_of_range(plane.name(), index, len));
+    }
+    let Some(stored) = reformat::stack_slice(&outline.shape.geometry, plane, index) else {
+        return Ok(None);
+    };
+    let window = resolve_window(choice, outline.file_window, outline.opening_window);
+    // The key the decoded volume's picture of this slice has.
+    let key = format!(
+        "{content}|{}|{index}|{}|{}",
+        plane.name(),
+        window_key(Some(window)),
+        outline.monochrome1
+    );
+    if let Some(png) = png_cached(&key) {
+        return Ok(Some((png, content)));
+    }
+    let bytes = imaging.object(&outline.files[stored].object_id).await?;
+    let rendered = blocking(move || {
+        let shown = dicom::read_bytes(Path::new("image"), &bytes)
+            .and_then(|image| dicom::pixels(&image))
+            .ok()
+            .filter(|frames| frames.samples_per_pixel == 1)
+            .and_then(|frames| frames.frames.into_iter().next());
+        let geometry = &outline.shape.geometry;
+        let Some(values) =
+            shown.filter(|v| v.len() == geometry.rows as usize * geometry.columns as usize)
+        else {
+            return Ok(None);
+        };
+        let slice = reformat::slice_of_stack_slice(geometry, plane, values)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Some(Bytes::from(render::render_slice_png(
+            &slice,
+            window,
+            outline.monochrome1,
+        ))))
+    })
+    .await?;
+    Ok(rendered.map(|png| {
+        png_keep(key, png.clone());
+        (png, content)
+    }))
 }
 
 /// Renders a slice of a series the caller was allowed to see, loading (decoding) the
@@ -1534,6 +1726,25 @@ pub async fn view_info(
     if info.decode_error.is_some() {
         return Ok(info);
     }
+    let labels = state.store.labels_of(series.id).await?;
+    if labels.is_empty() && series.kind == "dicom" {
+        // A volume opens from its outline: slices come one file at a time until something
+        // needs the decoded volume (another plane, a value under the cursor).
+        let (content, instances) = series_files(state, &imaging, &series).await?;
+        if let Some(outline) = outline(&imaging, &series, &content, &instances).await? {
+            info.version = content;
+            info.volume = true;
+            info.not_volume_reason = None;
+            info.planes = volume_planes(&outline.shape);
+            info.window = Some(outline.opening_window.into());
+            info.file_window = outline.file_window.map(Into::into);
+            info.presets = presets(outline.file_window, outline.opening_window);
+            info.units = outline.units.clone();
+            info.photometric = outline.photometric.clone();
+            info.nifti = Some(format!("/api/v1/series/{}/nifti", series.id));
+            return Ok(info);
+        }
+    }
     let opened = load_series(state, imaging, series).await?;
     info.version = opened.content.clone();
     match &opened.layout {
@@ -1605,7 +1816,7 @@ pub async fn view_info(
             }
         }
     }
-    for label in state.store.labels_of(opened.series.id).await? {
+    for label in labels {
         let id = label.id;
         let description = label.description.clone();
         let checked = if label.dataset_id != opened.series.dataset_id {
