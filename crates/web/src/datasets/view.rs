@@ -1587,6 +1587,26 @@ fn presets(file: Option<WindowLevel>, opening: WindowLevel) -> Vec<PresetJson> {
     list
 }
 
+/// The view answer of a volume: its planes (from the geometry alone), windows, units.
+fn describe_volume(
+    info: &mut ViewInfo,
+    volume: &Volume,
+    opening_window: WindowLevel,
+    file_window: Option<WindowLevel>,
+    units: &str,
+    photometric: &str,
+) {
+    info.volume = true;
+    info.not_volume_reason = None;
+    info.planes = volume_planes(volume);
+    info.window = Some(opening_window.into());
+    info.file_window = file_window.map(Into::into);
+    info.presets = presets(file_window, opening_window);
+    info.units = units.to_string();
+    info.photometric = photometric.to_string();
+    info.nifti = Some(format!("/api/v1/series/{}/nifti", info.series));
+}
+
 fn volume_planes(volume: &Volume) -> Vec<PlaneJson> {
     Plane::ALL
         .iter()
@@ -1733,32 +1753,28 @@ pub async fn view_info(
         let (content, instances) = series_files(state, &imaging, &series).await?;
         if let Some(outline) = outline(&imaging, &series, &content, &instances).await? {
             info.version = content;
-            info.volume = true;
-            info.not_volume_reason = None;
-            info.planes = volume_planes(&outline.shape);
-            info.window = Some(outline.opening_window.into());
-            info.file_window = outline.file_window.map(Into::into);
-            info.presets = presets(outline.file_window, outline.opening_window);
-            info.units = outline.units.clone();
-            info.photometric = outline.photometric.clone();
-            info.nifti = Some(format!("/api/v1/series/{}/nifti", series.id));
+            describe_volume(
+                &mut info,
+                &outline.shape,
+                outline.opening_window,
+                outline.file_window,
+                &outline.units,
+                &outline.photometric,
+            );
             return Ok(info);
         }
     }
     let opened = load_series(state, imaging, series).await?;
     info.version = opened.content.clone();
     match &opened.layout {
-        Layout::Volume(shown) => {
-            info.volume = true;
-            info.not_volume_reason = None;
-            info.planes = volume_planes(&shown.volume);
-            info.window = Some(shown.opening_window.into());
-            info.file_window = shown.file_window.map(Into::into);
-            info.presets = presets(shown.file_window, shown.opening_window);
-            info.units = shown.units.clone();
-            info.photometric = shown.photometric.clone();
-            info.nifti = Some(format!("/api/v1/series/{}/nifti", opened.series.id));
-        }
+        Layout::Volume(shown) => describe_volume(
+            &mut info,
+            &shown.volume,
+            shown.opening_window,
+            shown.file_window,
+            &shown.units,
+            &shown.photometric,
+        ),
         Layout::Stack(frames) => {
             info.volume = false;
             if info.not_volume_reason.is_none() {
