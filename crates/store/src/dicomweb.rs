@@ -442,40 +442,21 @@ impl Store {
             .collect())
     }
 
-    /// The instance a file of an upload became, by the name it was uploaded under.
-    pub async fn stored_instance_by_source(
+    /// An instance of a dataset by its id (as an upload's report names it).
+    pub async fn stored_instance_by_id(
         &self,
         dataset_id: i64,
-        source_name: &str,
+        instance_id: i64,
     ) -> Result<Option<StoredInstance>> {
         Ok(sqlx::query_as(
             "SELECT i.id AS instance_id, i.dataset_id, i.series_id, s.study_uid, r.series_uid,
              i.sop_uid, i.sop_class_uid, i.instance_number, i.transfer_syntax, i.rows, i.columns,
              i.frames, i.object_id, i.size_bytes
              FROM instances i JOIN series r ON r.id = i.series_id JOIN studies s ON s.id = r.study_id
-             WHERE i.dataset_id = $1 AND i.source_name = $2 ORDER BY i.id DESC LIMIT 1",
+             WHERE i.dataset_id = $1 AND i.id = $2",
         )
         .bind(dataset_id)
-        .bind(source_name)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
-    /// The instance with this SOP Instance UID in a dataset.
-    pub async fn stored_instance_by_uid(
-        &self,
-        dataset_id: i64,
-        sop_uid: &str,
-    ) -> Result<Option<StoredInstance>> {
-        Ok(sqlx::query_as(
-            "SELECT i.id AS instance_id, i.dataset_id, i.series_id, s.study_uid, r.series_uid,
-             i.sop_uid, i.sop_class_uid, i.instance_number, i.transfer_syntax, i.rows, i.columns,
-             i.frames, i.object_id, i.size_bytes
-             FROM instances i JOIN series r ON r.id = i.series_id JOIN studies s ON s.id = r.study_id
-             WHERE i.dataset_id = $1 AND i.sop_uid = $2",
-        )
-        .bind(dataset_id)
-        .bind(sop_uid)
+        .bind(instance_id)
         .fetch_optional(self.pool())
         .await?)
     }
@@ -830,11 +811,17 @@ mod tests {
                 ("2.25.121", f.second)
             ]
         );
-        let by_source = store
-            .stored_instance_by_source(f.second, "upload/2.25.121.dcm")
+        let by_id = store
+            .stored_instance_by_id(f.second, files[2].instance_id)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(by_source.series_uid, "2.25.12");
+        assert_eq!(by_id.series_uid, "2.25.12");
+        // Only within its dataset.
+        let elsewhere = store
+            .stored_instance_by_id(f.first, files[2].instance_id)
+            .await
+            .unwrap();
+        assert!(elsewhere.is_none());
     }
 }

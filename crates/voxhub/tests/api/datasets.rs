@@ -319,6 +319,30 @@ async fn uploads_are_de_identified_indexed_and_reported_file_by_file() {
     assert_eq!(report["imported"], 10, "{report}");
     assert_eq!(report["already_present"], 1, "{report}");
     assert_eq!(report["received"], 10 + 1 + skipped.len(), "{report}");
+    // File by file: what each became, in its series; the zip's copy is the CT's instance.
+    let outcomes = report["files"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 11, "{report}");
+    let outcome = |name: &str| {
+        outcomes
+            .iter()
+            .find(|f| f["name"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} has no outcome: {report}"))
+    };
+    assert_eq!(outcome("CT_small.dcm")["outcome"], "imported");
+    assert_eq!(outcome("case2/ok.dcm")["outcome"], "already_present");
+    assert_eq!(
+        outcome("case2/ok.dcm")["instance"],
+        outcome("CT_small.dcm")["instance"]
+    );
+    for file in outcomes {
+        assert!(
+            report["series"]
+                .as_array()
+                .unwrap()
+                .contains(&file["series"]),
+            "{file} is in a series the report does not name"
+        );
+    }
     let deid = &report["deidentification"];
     assert_eq!(deid["applied"], true);
     for attribute in ["PatientBirthDate", "InstitutionName"] {

@@ -237,3 +237,44 @@ async fn the_docs_page_is_served_from_the_binary_without_external_scripts_or_sty
         }
     }
 }
+
+/// Every `$ref` of the document names a schema it defines, so that generated clients and
+/// the documentation can resolve every body.
+#[tokio::test]
+async fn every_schema_reference_resolves() {
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("$ref", Value::String(target)) => out.push(target),
+                        _ => refs(inner, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| refs(item, out)),
+            _ => {}
+        }
+    }
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(
+        found.len() > 20,
+        "the document uses references: {}",
+        found.len()
+    );
+    let schemas = &doc["components"]["schemas"];
+    let mut missing: Vec<&str> = found
+        .into_iter()
+        .filter(|target| {
+            target
+                .strip_prefix("#/components/schemas/")
+                .is_none_or(|name| !schemas[name].is_object())
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "references not defined: {missing:?}");
+}

@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// `mine` or `visible` (default: everything you may see).
+    #[param(inline)]
     scope: Option<Scope>,
     /// Only queued, starting and running workloads.
     active: Option<bool>,

@@ -39,6 +39,18 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What became of one file that is in the dataset after the upload.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FileOutcome {
+    pub name: String,
+    /// `imported`, or `already_present` (the same file was in the dataset before).
+    pub outcome: String,
+    /// The series it belongs to.
+    pub series: i64,
+    /// Its id in the index (`/api/v1/series/{series}` lists it).
+    pub instance: i64,
+}
+
 /// What de-identification did over the whole upload.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct DeidSummary {
@@ -72,6 +84,8 @@ pub struct IngestReport {
     /// Files that were already in the dataset, byte for byte (nothing changed).
     pub already_present: usize,
     pub skipped: Vec<Skipped>,
+    /// Every file imported or already present, in upload order.
+    pub files: Vec<FileOutcome>,
     /// The series that received files.
     pub series: Vec<i64>,
     pub deidentification: DeidSummary,
@@ -86,8 +100,8 @@ struct Unit {
 }
 
 enum Imported {
-    New { series_id: i64 },
-    AlreadyPresent { series_id: i64 },
+    New { series_id: i64, instance_id: i64 },
+    AlreadyPresent { series_id: i64, instance_id: i64 },
 }
 
 struct UnitOutcome {
@@ -152,6 +166,7 @@ pub async fn ingest(
     let mut imported = 0;
     let mut already_present = 0;
     let mut series = BTreeSet::new();
+    let mut in_dataset = Vec::new();
     let mut deid = DeidSummary {
         applied: imaging.settings.deidentify,
         dates: match (
@@ -172,16 +187,34 @@ pub async fn ingest(
     let mut new_nifti: Vec<(i64, String)> = Vec::new();
     for (_, name, outcome) in outcomes {
         match outcome.result {
-            Ok(Imported::New { series_id }) => {
+            Ok(Imported::New {
+                series_id,
+                instance_id,
+            }) => {
                 imported += 1;
                 series.insert(series_id);
                 if is_nifti_name(&name) {
                     new_nifti.push((series_id, name.clone()));
                 }
+                in_dataset.push(FileOutcome {
+                    name: name.clone(),
+                    outcome: "imported".into(),
+                    series: series_id,
+                    instance: instance_id,
+                });
             }
-            Ok(Imported::AlreadyPresent { series_id }) => {
+            Ok(Imported::AlreadyPresent {
+                series_id,
+                instance_id,
+            }) => {
                 already_present += 1;
                 series.insert(series_id);
+                in_dataset.push(FileOutcome {
+                    name: name.clone(),
+                    outcome: "already_present".into(),
+                    series: series_id,
+                    instance: instance_id,
+                });
             }
             Err(reason) => skipped.push(Skipped {
                 name: name.clone(),
@@ -215,6 +248,7 @@ pub async fn ingest(
         imported,
         already_present,
         skipped,
+        files: in_dataset,
         series: series.into_iter().collect(),
         deidentification: deid,
         originals_kept: dataset.keep_originals,
@@ -601,9 +635,15 @@ fn indexed(
     conflict: &str,
 ) -> Result<Imported, String> {
     match result {
-        Ok((series_id, InstanceInsert::Inserted(_))) => Ok(Imported::New { series_id }),
-        Ok((series_id, InstanceInsert::AlreadyPresent(_))) => {
-            Ok(Imported::AlreadyPresent { series_id })
+        Ok((series_id, InstanceInsert::Inserted(instance_id))) => Ok(Imported::New {
+            series_id,
+            instance_id,
+        }),
+        Ok((series_id, InstanceInsert::AlreadyPresent(instance_id))) => {
+            Ok(Imported::AlreadyPresent {
+                series_id,
+                instance_id,
+            })
         }
         Ok((_, InstanceInsert::Conflict)) => Err(conflict.into()),
         Err(error) => {

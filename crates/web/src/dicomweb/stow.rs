@@ -180,10 +180,7 @@ async fn store_parts(
             size: part.size,
         });
     }
-    let names: Vec<(String, std::path::PathBuf)> = files
-        .iter()
-        .map(|f| (f.name.clone(), f.path.clone()))
-        .collect();
+    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
     let mut stored: Vec<StoredInstance> = Vec::new();
     if !files.is_empty() {
         let report = ingest(state, &ctx, dataset_id, files, None).await?;
@@ -192,7 +189,12 @@ async fn store_parts(
             .iter()
             .map(|s| (s.name.as_str(), s.reason.as_str()))
             .collect();
-        for (name, path) in &names {
+        let in_dataset: HashMap<&str, i64> = report
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.instance))
+            .collect();
+        for name in &names {
             if let Some(reason) = skipped.get(name.as_str()) {
                 let part = name
                     .rsplit('/')
@@ -207,7 +209,11 @@ async fn store_parts(
                 });
                 continue;
             }
-            match stored_instance(state, dataset_id, name, path).await? {
+            let instance = match in_dataset.get(name.as_str()) {
+                Some(&id) => state.store.stored_instance_by_id(dataset_id, id).await?,
+                None => None,
+            };
+            match instance {
                 Some(instance) => stored.push(instance),
                 None => failed.push(Failed {
                     sop_class_uid: String::new(),
@@ -271,40 +277,4 @@ async fn store_parts(
         StatusCode::ACCEPTED
     };
     Ok(dicom_json_response(status, Value::Object(answer)))
-}
-
-/// The instance a stored part became: found by the name it was imported under, or, for a
-/// file the dataset already held (imported earlier under another name), by its UID after
-/// preparing it again the same way.
-async fn stored_instance(
-    state: &AppState,
-    dataset_id: i64,
-    name: &str,
-    path: &std::path::Path,
-) -> Result<Option<StoredInstance>, ApiError> {
-    if let Some(instance) = state
-        .store
-        .stored_instance_by_source(dataset_id, name)
-        .await?
-    {
-        return Ok(Some(instance));
-    }
-    let imaging = imaging(state)?;
-    let deid = imaging
-        .settings
-        .deidentify
-        .then(|| imaging.settings.deid.clone());
-    let bytes = tokio::fs::read(path).await.map_err(ApiError::internal)?;
-    let name_owned = name.to_string();
-    let uid = tokio::task::spawn_blocking(move || {
-        voxhub_imaging::ingest::prepare_dicom(&name_owned, &bytes, deid.as_ref())
-            .ok()
-            .and_then(|prepared| prepared.image.attributes.sop_instance_uid.clone())
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    match uid {
-        Some(uid) => Ok(state.store.stored_instance_by_uid(dataset_id, &uid).await?),
-        None => Ok(None),
-    }
 }
