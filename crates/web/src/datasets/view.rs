@@ -659,7 +659,10 @@ async fn load_series(
 }
 
 type FilesKey = (usize, i64, i64, String);
-type FilesMemo = Mutex<HashMap<FilesKey, (String, Arc<Vec<Instance>>)>>;
+type FilesMemo = Mutex<(HashMap<FilesKey, (String, Arc<Vec<Instance>>)>, usize)>;
+
+/// File rows the memo of [`series_files`] holds at most (about 0.5 KB each).
+const REMEMBERED_FILES: usize = 100_000;
 
 /// The files of a series and its content key, remembered while the series is unchanged
 /// (every new file changes `changed_at`), so that scrolling does not read the file list
@@ -678,17 +681,22 @@ async fn series_files(
         series.changed_at,
         series.series_uid.clone(),
     );
-    if let Some(known) = files.lock().expect("series files lock").get(&key) {
+    if let Some(known) = files.lock().expect("series files lock").0.get(&key) {
         return Ok(known.clone());
     }
     let instances = state.store.instances(series.id).await?;
     let content = content_key(series, &instances);
+    let count = instances.len();
     let known = (content, Arc::new(instances));
     let mut files = files.lock().expect("series files lock");
-    if files.len() >= 4096 {
-        files.clear();
+    let (memo, held) = &mut *files;
+    if *held + count > REMEMBERED_FILES {
+        memo.clear();
+        *held = 0;
     }
-    files.insert(key, known.clone());
+    if memo.insert(key, known.clone()).is_none() {
+        *held += count;
+    }
     Ok(known)
 }
 
@@ -1279,8 +1287,8 @@ pub async fn slice_png(
 struct Outline {
     /// The stack's geometry, with no voxels: for plane sizes, positions and edges only.
     shape: Volume,
-    /// The image files, in stack order.
-    files: Vec<Instance>,
+    /// The stored objects of the image files, in stack order.
+    objects: Vec<String>,
     monochrome1: bool,
     photometric: String,
     units: String,
@@ -1346,25 +1354,26 @@ async fn outline(
         return Ok(None);
     };
     let (photometric, units, file_window) = description;
-    let files = geometry
+    let objects = geometry
         .order
         .iter()
-        .map(|&i| with_pixels[i].clone())
+        .map(|&i| with_pixels[i].object_id.clone())
         .collect();
     let outline = Arc::new(Outline {
         shape: Volume {
             geometry,
             voxels: Vec::new(),
         },
-        files,
+        objects,
         monochrome1: photometric == "MONOCHROME1",
         photometric,
         units,
         file_window,
         opening_window,
     });
+    // About 100 bytes per file: a few megabytes for the series viewed lately.
     let mut memo = memo.lock().expect("outline lock");
-    if memo.len() >= 1024 {
+    if memo.len() >= 256 {
         memo.clear();
     }
     memo.insert(key, outline.clone());
@@ -1415,7 +1424,7 @@ async fn slice_from_one_file(
     if let Some(png) = png_cached(&key) {
         return Ok(Some((png, content)));
     }
-    let bytes = imaging.object(&outline.files[stored].object_id).await?;
+    let bytes = imaging.object(&outline.objects[stored]).await?;
     let rendered = blocking(move || {
         let shown = dicom::read_bytes(Path::new("image"), &bytes)
             .and_then(|image| dicom::pixels(&image))
