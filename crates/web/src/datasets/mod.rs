@@ -116,19 +116,29 @@ impl Imaging {
                 let window = self.settings.read_audit_window;
                 recent.retain(|_, at| now.duration_since(*at) < window);
             }
-            recent.insert(key, now);
+            recent.insert(key.clone(), now);
         }
-        let mut tx = state.store.begin().await?;
-        tx.audit(ctx.entry(
-            &format!("dataset.{how}"),
-            target,
-            Outcome::Success,
-            detail,
-            false,
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let written = async {
+            let mut tx = state.store.begin().await?;
+            tx.audit(ctx.entry(
+                &format!("dataset.{how}"),
+                target,
+                Outcome::Success,
+                detail,
+                false,
+            ))
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if written.is_err() {
+            // The read is refused; the next one must be audited, not taken as recorded.
+            self.recent_reads
+                .lock()
+                .expect("read audit lock")
+                .remove(&key);
+        }
+        Ok(written?)
     }
 
     /// Reads an object, mapping storage failures to clear errors.
