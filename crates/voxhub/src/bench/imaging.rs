@@ -863,6 +863,61 @@ struct MeasuredServer {
     pid: u32,
 }
 
+/// One latency measurement: what is asked, how often and how it is checked.
+struct LatencyRun<'a> {
+    case: &'a str,
+    urls: Arc<Vec<String>>,
+    accept: &'static str,
+    clients: usize,
+    check: Check,
+    /// What the requests are, in the failure message ("searches", "renders").
+    what: &'static str,
+}
+
+/// Runs `run` against `on` with its memory sampled; failures are said and mark the report.
+async fn latency_row(
+    args: &ImagingArgs,
+    http: &reqwest::Client,
+    on: &MeasuredServer,
+    run: LatencyRun<'_>,
+    failed: &mut bool,
+) -> Result<LatencyRow> {
+    let rss = RssSampler::start(vec![on.pid]);
+    let measured = bounded(
+        args,
+        &format!("the {} measurement", run.what),
+        get_all(
+            http,
+            run.urls.clone(),
+            on.token.clone(),
+            run.accept,
+            run.clients,
+            run.check,
+        ),
+    )
+    .await;
+    let rss_max = rss.stop().await;
+    let measured = measured?;
+    if let Some(error) = &measured.first_error {
+        eprintln!(
+            "{}: {} {} failed; the first: {error}",
+            on.system, measured.errors, run.what
+        );
+        *failed = true;
+    }
+    Ok(LatencyRow {
+        system: on.system.clone(),
+        case: run.case.to_string(),
+        clients: run.clients,
+        requests: run.urls.len(),
+        wall_s: measured.wall_s,
+        latencies: measured.latencies,
+        errors: measured.errors,
+        answer: measured.answer,
+        rss_max,
+    })
+}
+
 /// Measures QIDO-RS searches under `base` (`…/dicom-web`) for one system.
 async fn measure_qido(
     args: &ImagingArgs,
@@ -871,7 +926,7 @@ async fn measure_qido(
     base: &str,
     report: &mut Report,
 ) -> Result<()> {
-    let (system, token, pid) = (on.system.as_str(), on.token.as_deref(), on.pid);
+    let (system, token) = (on.system.as_str(), on.token.as_deref());
     let studies = get_json(http, &format!("{base}/studies"), token, DICOM_JSON).await?;
     let studies: Vec<(String, String)> = studies
         .as_array()
@@ -923,40 +978,16 @@ async fn measure_qido(
         for &clients in &args.qido_clients {
             quiet(args, 1).await;
             eprintln!("{system}: QIDO-RS {case}, {n} requests from {clients} clients …");
-            let rss = RssSampler::start(vec![pid]);
-            let measured = bounded(
-                args,
-                "the search measurement",
-                get_all(
-                    http,
-                    urls.clone(),
-                    token.map(str::to_string),
-                    DICOM_JSON,
-                    clients,
-                    Check::JsonArray,
-                ),
-            )
-            .await;
-            let rss_max = rss.stop().await;
-            let measured = measured?;
-            if let Some(error) = &measured.first_error {
-                eprintln!(
-                    "{system}: {} searches failed; the first: {error}",
-                    measured.errors
-                );
-                report.failed = true;
-            }
-            report.qido.push(LatencyRow {
-                system: system.to_string(),
-                case: case.to_string(),
+            let run = LatencyRun {
+                case,
+                urls: urls.clone(),
+                accept: DICOM_JSON,
                 clients,
-                requests: urls.len(),
-                wall_s: measured.wall_s,
-                latencies: measured.latencies,
-                errors: measured.errors,
-                answer: measured.answer,
-                rss_max,
-            });
+                check: Check::JsonArray,
+                what: "searches",
+            };
+            let row = latency_row(args, http, on, run, &mut report.failed).await?;
+            report.qido.push(row);
         }
     }
     Ok(())
@@ -971,7 +1002,7 @@ async fn measure_render(
     url: impl Fn(usize, usize) -> String,
     report: &mut Report,
 ) -> Result<()> {
-    let (system, token, pid) = (on.system.as_str(), on.token.as_deref(), on.pid);
+    let system = on.system.as_str();
     let RenderPlan { firsts, touches } = render_plan(sizes, args.render_requests);
     let firsts = Arc::new(firsts.iter().map(|&(s, i)| url(s, i)).collect::<Vec<_>>());
     let touches = Arc::new(touches.iter().map(|&(s, i)| url(s, i)).collect::<Vec<_>>());
@@ -1000,40 +1031,16 @@ async fn measure_render(
             "{system}: render, {case}: {} slices from {clients} clients …",
             urls.len()
         );
-        let rss = RssSampler::start(vec![pid]);
-        let measured = bounded(
-            args,
-            "the render measurement",
-            get_all(
-                http,
-                urls.clone(),
-                token.map(str::to_string),
-                "image/png",
-                clients,
-                Check::Png,
-            ),
-        )
-        .await;
-        let rss_max = rss.stop().await;
-        let measured = measured?;
-        if let Some(error) = &measured.first_error {
-            eprintln!(
-                "{system}: {} renders failed; the first: {error}",
-                measured.errors
-            );
-            report.failed = true;
-        }
-        report.render.push(LatencyRow {
-            system: system.to_string(),
-            case: case.to_string(),
+        let run = LatencyRun {
+            case,
+            urls: urls.clone(),
+            accept: "image/png",
             clients,
-            requests: urls.len(),
-            wall_s: measured.wall_s,
-            latencies: measured.latencies,
-            errors: measured.errors,
-            answer: measured.answer,
-            rss_max,
-        });
+            check: Check::Png,
+            what: "renders",
+        };
+        let row = latency_row(args, http, on, run, &mut report.failed).await?;
+        report.render.push(row);
     }
     Ok(())
 }
