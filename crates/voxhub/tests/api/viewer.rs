@@ -606,9 +606,33 @@ async fn axial_slices_come_from_one_file_until_the_volume_is_decoded_and_look_th
             .await;
         every_pixel(&png, k, -300.0, 1300.0);
     }
+    // So does the value under the cursor, with its position.
+    for (k, x, y) in [(0, 0, 0), (11, 17, 42), (SLICES - 1, COLUMNS - 1, ROWS - 1)] {
+        let value = v
+            .json(&format!("{series}/value?plane=axial&index={k}&x={x}&y={y}"))
+            .await;
+        assert_eq!(value["value"].as_f64(), Some(hu(x, y, k)), "{value}");
+        assert_eq!(value["units"], "HU");
+        let expected = [
+            -16.0 + 0.5 * x as f64,
+            -20.0 + 0.5 * y as f64,
+            -50.0 + 2.5 * k as f64,
+        ];
+        for (axis, want) in expected.iter().enumerate() {
+            let got = value["position_mm"][axis].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-6, "{value} vs {expected:?}");
+        }
+    }
+    let (status, body) = v
+        .get(
+            &v.teacher.token,
+            &format!("{series}/value?plane=axial&index=3&x={COLUMNS}&y=0"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
         !voxhub_web::datasets::view::volume_decoded(&version),
-        "axial slices decoded the whole series"
+        "axial slices or values decoded the whole series"
     );
     // Beyond the last slice is refused without decoding anything either.
     let (status, body) = v

@@ -1380,6 +1380,85 @@ async fn outline(
     Ok(Some(outline))
 }
 
+type StoredSliceKey = (usize, String, usize);
+type StoredSlices = Mutex<std::collections::VecDeque<(StoredSliceKey, Arc<Vec<f32>>)>>;
+
+/// Decoded stored slices kept for re-rendering with another window and for values under
+/// the cursor: a few megabytes.
+const KEPT_STORED_SLICES: usize = 16;
+
+/// The modality values of stored slice `stored` of an outlined volume, decoded from its one
+/// file (or kept from a recent request); `None` when the file does not give one scalar
+/// slice of the stack's size, which the decoded volume would refuse with the reason.
+async fn stored_slice(
+    imaging: &Arc<Imaging>,
+    content: &str,
+    outline: &Arc<Outline>,
+    stored: usize,
+) -> Result<Option<Arc<Vec<f32>>>, ApiError> {
+    static KEPT: OnceLock<StoredSlices> = OnceLock::new();
+    let kept = KEPT.get_or_init(Default::default);
+    let key = (Arc::as_ptr(imaging) as usize, content.to_string(), stored);
+    {
+        let mut kept = kept.lock().expect("stored slices lock");
+        if let Some(at) = kept.iter().position(|(k, _)| *k == key) {
+            let entry = kept.remove(at).expect("found");
+            let values = entry.1.clone();
+            kept.push_back(entry);
+            return Ok(Some(values));
+        }
+    }
+    let bytes = imaging.object(&outline.objects[stored]).await?;
+    let expected = outline.shape.geometry.rows as usize * outline.shape.geometry.columns as usize;
+    let values = blocking(move || {
+        Ok(dicom::read_bytes(Path::new("image"), &bytes)
+            .and_then(|image| dicom::pixels(&image))
+            .ok()
+            .filter(|frames| frames.samples_per_pixel == 1)
+            .and_then(|frames| frames.frames.into_iter().next())
+            .filter(|values| values.len() == expected))
+    })
+    .await?;
+    Ok(values.map(|values| {
+        let values = Arc::new(values);
+        let mut kept = kept.lock().expect("stored slices lock");
+        kept.push_back((key, values.clone()));
+        if kept.len() > KEPT_STORED_SLICES {
+            kept.pop_front();
+        }
+        values
+    }))
+}
+
+/// Where slice `index` of `plane` of an outlined volume comes from one stored file, that
+/// file's index in the stack; `None` for a plane across the stack, a refusal past its end.
+fn stored_index(outline: &Outline, plane: Plane, index: usize) -> Result<Option<usize>, ApiError> {
+    let len = reformat::plane_len(&outline.shape, plane);
+    if index >= len {
+        return Err(out_of_range(plane.name(), index, len));
+    }
+    Ok(reformat::stack_slice(&outline.shape.geometry, plane, index))
+}
+
+/// The outline of a series whose volume is not decoded in memory now, with the series's
+/// content key; `None` sends the request to the decoded volume.
+async fn undecoded_outline(
+    state: &AppState,
+    imaging: &Arc<Imaging>,
+    series: &Series,
+) -> Result<Option<(String, Arc<Outline>)>, ApiError> {
+    if series.kind != "dicom" {
+        return Ok(None);
+    }
+    let (content, instances) = series_files(state, imaging, series).await?;
+    if decoded_ready(&format!("volume:{content}")) {
+        return Ok(None);
+    }
+    Ok(outline(imaging, series, &content, &instances)
+        .await?
+        .map(|outline| (content, outline)))
+}
+
 /// A slice of a DICOM volume's own plane (axial for an axial series) rendered from its one
 /// stored file, while the volume is not decoded in memory: a first look at a large series,
 /// or many series looked at in turn, costs one file, not the whole series. The picture is
@@ -1393,24 +1472,13 @@ async fn slice_from_one_file(
     index: usize,
     choice: &WindowChoice,
 ) -> Result<Option<(Bytes, String)>, ApiError> {
-    if series.kind != "dicom" {
-        return Ok(None);
-    }
     let Some(plane) = Plane::from_name(plane) else {
         return Ok(None);
     };
-    let (content, instances) = series_files(state, imaging, series).await?;
-    if decoded_ready(&format!("volume:{content}")) {
-        return Ok(None);
-    }
-    let Some(outline) = outline(imaging, series, &content, &instances).await? else {
+    let Some((content, outline)) = undecoded_outline(state, imaging, series).await? else {
         return Ok(None);
     };
-    let len = reformat::plane_len(&outline.shape, plane);
-    if index >= len {
-        return Err(out_of_range(plane.name(), index, len));
-    }
-    let Some(stored) = reformat::stack_slice(&outline.shape.geometry, plane, index) else {
+    let Some(stored) = stored_index(&outline, plane, index)? else {
         return Ok(None);
     };
     let window = resolve_window(choice, outline.file_window, outline.opening_window);
@@ -1424,32 +1492,72 @@ async fn slice_from_one_file(
     if let Some(png) = png_cached(&key) {
         return Ok(Some((png, content)));
     }
-    let bytes = imaging.object(&outline.objects[stored]).await?;
-    let rendered = blocking(move || {
-        let shown = dicom::read_bytes(Path::new("image"), &bytes)
-            .and_then(|image| dicom::pixels(&image))
-            .ok()
-            .filter(|frames| frames.samples_per_pixel == 1)
-            .and_then(|frames| frames.frames.into_iter().next());
-        let geometry = &outline.shape.geometry;
-        let Some(values) =
-            shown.filter(|v| v.len() == geometry.rows as usize * geometry.columns as usize)
-        else {
-            return Ok(None);
-        };
-        let slice = reformat::slice_of_stack_slice(geometry, plane, values)
+    let Some(values) = stored_slice(imaging, &content, &outline, stored).await? else {
+        return Ok(None);
+    };
+    let png = blocking(move || {
+        let slice = reformat::slice_of_stack_slice(&outline.shape.geometry, plane, values.to_vec())
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Some(Bytes::from(render::render_slice_png(
+        Ok(Bytes::from(render::render_slice_png(
             &slice,
             window,
             outline.monochrome1,
-        ))))
+        )))
     })
     .await?;
-    Ok(rendered.map(|png| {
-        png_keep(key, png.clone());
-        (png, content)
+    png_keep(key, png.clone());
+    Ok(Some((png, content)))
+}
+
+/// The value under the cursor in a DICOM volume's own plane from its one stored file,
+/// while the volume is not decoded: the same answer the decoded volume gives.
+async fn value_from_one_file(
+    state: &AppState,
+    imaging: &Arc<Imaging>,
+    series: &Series,
+    plane: &str,
+    (index, x, y): (usize, usize, usize),
+) -> Result<Option<ValueJson>, ApiError> {
+    let Some(plane) = Plane::from_name(plane) else {
+        return Ok(None);
+    };
+    let Some((content, outline)) = undecoded_outline(state, imaging, series).await? else {
+        return Ok(None);
+    };
+    let Some(stored) = stored_index(&outline, plane, index)? else {
+        return Ok(None);
+    };
+    let Some(values) = stored_slice(imaging, &content, &outline, stored).await? else {
+        return Ok(None);
+    };
+    let geometry = &outline.shape.geometry;
+    let slice = reformat::slice_of_stack_slice(geometry, plane, values.to_vec())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if x >= slice.columns as usize || y >= slice.rows as usize {
+        return Err(outside_slice(x, y, slice.columns, slice.rows));
+    }
+    Ok(Some(ValueJson {
+        value: number(slice.values[y * slice.columns as usize + x]),
+        units: outline.units.clone(),
+        position_mm: Some(reformat::point_mm(
+            &outline.shape,
+            plane,
+            index,
+            x as f64,
+            y as f64,
+        )),
     }))
+}
+
+fn outside_slice(x: usize, y: usize, columns: u32, rows: u32) -> ApiError {
+    ApiError::bad_request(
+        "invalid_position",
+        format!(
+            "pixel ({x}, {y}) is outside the slice, which has {columns} columns (x 0 to {}) and {rows} rows (y 0 to {})",
+            columns.saturating_sub(1),
+            rows.saturating_sub(1)
+        ),
+    )
 }
 
 /// Renders a slice of a series the caller was allowed to see, loading (decoding) the
@@ -1960,18 +2068,18 @@ pub async fn value_at(
     x: usize,
     y: usize,
 ) -> Result<ValueJson, ApiError> {
-    let opened = open(state, ctx, series_id, "viewer").await?;
+    let imaging = imaging(state)?.clone();
+    let series = readable_series(state, ctx, series_id).await?;
+    imaging
+        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
+        .await?;
+    if let Some(value) = value_from_one_file(state, &imaging, &series, plane, (index, x, y)).await?
+    {
+        return Ok(value);
+    }
+    let opened = load_series(state, imaging, series).await?;
     let plane_choice = plane_of(&opened, plane)?;
-    let outside = |columns: u32, rows: u32| {
-        ApiError::bad_request(
-            "invalid_position",
-            format!(
-                "pixel ({x}, {y}) is outside the slice, which has {columns} columns (x 0 to {}) and {rows} rows (y 0 to {})",
-                columns.saturating_sub(1),
-                rows.saturating_sub(1)
-            ),
-        )
-    };
+    let outside = |columns: u32, rows: u32| outside_slice(x, y, columns, rows);
     match &opened.layout {
         Layout::Volume(shown) => {
             let plane = plane_choice.expect("volumes have planes");
