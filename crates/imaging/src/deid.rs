@@ -615,7 +615,13 @@ fn clean_element(
         return Ok(Some(DataElement::new(tag, vr, PrimitiveValue::from(value))));
     }
 
-    if context.config.clean_descriptors && path.is_empty() && CLEANED_DESCRIPTORS.contains(&tag) {
+    // Only a descriptor that is text can be cleaned word by word: one stored as UN (bytes)
+    // reads as numbers that would spell the original, so it is removed as the profile says.
+    if context.config.clean_descriptors
+        && path.is_empty()
+        && CLEANED_DESCRIPTORS.contains(&tag)
+        && matches!(vr, VR::LO | VR::SH | VR::LT | VR::ST | VR::UT)
+    {
         let original = element.to_str().map(|s| s.into_owned()).unwrap_or_default();
         let cleaned = clean_descriptor(&original, &context.identifying_words);
         if cleaned.is_empty() {
@@ -883,18 +889,54 @@ fn mark_as_deidentified(obj: &mut InMemDicomObject, config: &DeidConfig) {
     ));
 }
 
+/// Person names that may be stored without their VR (as UN) and so are found by tag too.
+const PERSON_NAME_TAGS: [Tag; 9] = [
+    tags::PATIENT_NAME,
+    tags::REFERRING_PHYSICIAN_NAME,
+    tags::PERFORMING_PHYSICIAN_NAME,
+    tags::OPERATORS_NAME,
+    tags::NAME_OF_PHYSICIANS_READING_STUDY,
+    tags::REQUESTING_PHYSICIAN,
+    tags::PATIENT_BIRTH_NAME,
+    tags::PATIENT_MOTHER_BIRTH_NAME,
+    tags::OTHER_PATIENT_NAMES,
+];
+
 /// The words (lower case, letters and digits only; at least two characters, or three
-/// digits) of every top-level person name and of [`IDENTIFYING_WORD_SOURCES`], read before
-/// anything is cleaned.
+/// digits) of every person name and of [`IDENTIFYING_WORD_SOURCES`], at any depth of the
+/// data set, read before anything is cleaned.
 fn identifying_words(obj: &InMemDicomObject) -> HashSet<String> {
     let mut words = HashSet::new();
+    collect_identifying_words(obj, &mut words);
+    words
+}
+
+fn collect_identifying_words(obj: &InMemDicomObject, words: &mut HashSet<String>) {
     for element in obj.iter() {
-        let tag = element.tag();
-        if element.vr() != VR::PN && !IDENTIFYING_WORD_SOURCES.contains(&tag) {
+        if let Some(items) = element.items() {
+            for item in items {
+                collect_identifying_words(item, words);
+            }
             continue;
         }
-        let Ok(text) = element.to_str() else {
+        let tag = element.tag();
+        if element.vr() != VR::PN
+            && !IDENTIFYING_WORD_SOURCES.contains(&tag)
+            && !PERSON_NAME_TAGS.contains(&tag)
+        {
             continue;
+        }
+        // A value stored as UN is bytes: read them as the text they are.
+        let text = if element.vr() == VR::UN {
+            match element.value().to_bytes() {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => continue,
+            }
+        } else {
+            match element.to_str() {
+                Ok(text) => text.into_owned(),
+                Err(_) => continue,
+            }
         };
         // Single characters and short numbers (initials, house numbers) would take out
         // "T1" or "1.5 mm" while identifying nobody.
@@ -907,23 +949,93 @@ fn identifying_words(obj: &InMemDicomObject) -> HashSet<String> {
                 .map(str::to_lowercase),
         );
     }
-    words
 }
+
+/// Month names and their usual abbreviations (English, German, French), which make a
+/// word with digits a date ("03-Feb-2021") and are dropped alone ("3 Feb 2021").
+const MONTHS: &[&str] = &[
+    "jan",
+    "january",
+    "januar",
+    "janvier",
+    "feb",
+    "february",
+    "februar",
+    "fevrier",
+    "février",
+    "mar",
+    "march",
+    "mär",
+    "märz",
+    "maerz",
+    "mars",
+    "apr",
+    "april",
+    "avril",
+    "may",
+    "mai",
+    "jun",
+    "june",
+    "juni",
+    "juin",
+    "jul",
+    "july",
+    "juli",
+    "juillet",
+    "aug",
+    "august",
+    "aout",
+    "août",
+    "sep",
+    "sept",
+    "september",
+    "septembre",
+    "oct",
+    "october",
+    "okt",
+    "oktober",
+    "octobre",
+    "nov",
+    "november",
+    "novembre",
+    "dec",
+    "december",
+    "dez",
+    "dezember",
+    "decembre",
+    "décembre",
+];
 
 /// A descriptor with every identifying word taken out: a word (text between spaces) goes
 /// when any of its letter-and-digit parts is one of `identifying` (the data set's names,
-/// IDs and institution) or has five or more digits (IDs, record numbers, compact dates), or
-/// when it holds a date or time written with separators (`03.02.2021`, `2021-02-03`,
-/// `14:30`). What is left is joined by single spaces; it may be empty.
+/// IDs and institution), has five or more digits (IDs, record numbers, compact dates) or
+/// is a month name, or when the word holds an identifying word of four or more characters
+/// (or two, not in ASCII: "胸部CT山田"), or a date or time written with separators
+/// (`03.02.2021`, `2021-02-03`, `14:30`). What is left is joined by single spaces; it may
+/// be empty.
 pub fn clean_descriptor(text: &str, identifying: &HashSet<String>) -> String {
+    let long_words: Vec<&String> = identifying
+        .iter()
+        .filter(|word| word.chars().count() >= 4 || (!word.is_ascii() && word.chars().count() >= 2))
+        .collect();
     let is_identifying = |word: &str| {
+        let lower = word.to_lowercase();
         holds_date_or_time(word)
-            || word
+            || long_words
+                .iter()
+                .any(|known| lower.contains(known.as_str()))
+            || lower
                 .split(|c: char| !c.is_alphanumeric())
                 .filter(|part| !part.is_empty())
                 .any(|part| {
                     part.chars().filter(char::is_ascii_digit).count() >= 5
-                        || identifying.contains(&part.to_lowercase())
+                        || identifying.contains(part)
+                        || MONTHS.contains(&part)
+                        || MONTHS.iter().any(|month| {
+                            part.len() > month.len()
+                                && part.starts_with(month)
+                                && part[month.len()..].bytes().all(|b| b.is_ascii_digit())
+                        })
                 })
     };
     text.trim_matches(['\0', ' '])
@@ -1177,5 +1289,17 @@ mod tests {
         assert_eq!(clean("abdomen (03.02.21)"), "abdomen");
         assert_eq!(clean("Jane Doe"), "");
         assert_eq!(clean("  "), "");
+        // Dates with month names, names stuck to other text, and long IDs inside words.
+        assert_eq!(clean("abdomen 03-Feb-2021"), "abdomen");
+        assert_eq!(clean("abdomen 3 Feb 2021"), "abdomen 3 2021");
+        assert_eq!(clean("abdomen 3.März"), "abdomen");
+        assert_eq!(clean("abdomen feb21"), "abdomen");
+        assert_eq!(clean("CT-Klinikumnord head"), "head");
+        assert_eq!(clean("IDMRN4411 head"), "head");
+        // Marching or "Mayo" are words, not months; "Doe" stuck to text is too short to
+        // tell from other words.
+        assert_eq!(clean("Mayo protocol"), "Mayo protocol");
+        let cjk: HashSet<String> = ["山田", "太郎"].into_iter().map(String::from).collect();
+        assert_eq!(clean_descriptor("胸部CT山田 造影", &cjk), "造影");
     }
 }

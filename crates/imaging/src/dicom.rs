@@ -10,6 +10,7 @@ use dicom_core::header::{DataElementHeader, Length, SequenceItemHeader};
 use dicom_core::{PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_encoding::Codec;
+use dicom_encoding::decode::Decode;
 use dicom_object::{FileDicomObject, FileMetaTable, FileMetaTableBuilder, InMemDicomObject};
 use dicom_parser::stateful::decode::Error as ParserError;
 use dicom_parser::{DynStatefulDecoder, StatefulDecode};
@@ -452,55 +453,45 @@ fn write_part10(object: &FileDicomObject<InMemDicomObject>, uid: &str) -> Result
 const MAX_INFLATED_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Checks the declared lengths of a file meta group whose mandatory first element
-/// (0002,0000) starts at `at`, as dicom-rs reads the group: element after element (explicit
-/// VR little endian, whatever their group) until the group length is used up, each value
-/// read whole. Where dicom-rs refuses the group anyway (no group length, an undefined
-/// length, a header cut short) there is nothing to check.
+/// (0002,0000) starts at `at`, reading it as dicom-rs does, with dicom-rs's own header
+/// decoder: element after element (whatever their group) until the group length is used
+/// up, each value read whole. Where dicom-rs refuses the group anyway (no group length, an
+/// undefined length, a header cut short) there is nothing to check.
 fn check_meta_lengths(bytes: &[u8], at: usize) -> Result<(), String> {
-    let Some((tag, header, length)) = explicit_le_header(bytes, at) else {
+    let decoder = dicom_encoding::decode::file_header_decoder();
+    let mut source = Cursor::new(bytes.get(at..).unwrap_or_default());
+    let Ok((first, _)) = decoder.decode_header(&mut source) else {
         return Ok(());
     };
-    let group_length = bytes.get(at + header..at + header + 4);
-    let Some(group_length) = group_length.filter(|_| tag == Tag(0x0002, 0x0000) && length == 4)
-    else {
+    let mut group_length = [0; 4];
+    if first.tag != Tag(0x0002, 0x0000)
+        || first.len != Length(4)
+        || source.read_exact(&mut group_length).is_err()
+    {
         return Ok(());
-    };
-    let group_length = u32::from_le_bytes(group_length.try_into().expect("four bytes"));
-    let mut position = at + header + 4;
+    }
+    let group_length = u32::from_le_bytes(group_length);
     let mut used: u32 = 0;
     while used < group_length {
-        let Some((tag, header, length)) = explicit_le_header(bytes, position) else {
+        let Ok((header, header_bytes)) = decoder.decode_header(&mut source) else {
             return Ok(());
         };
-        if length == u32::MAX {
+        let Some(length) = header.len.get() else {
             return Ok(());
-        }
-        let remaining = bytes.len().saturating_sub(position + header);
-        if length as usize > remaining {
+        };
+        let remaining = (source.get_ref().len() as u64).saturating_sub(source.position());
+        if u64::from(length) > remaining {
             return Err(format!(
-                "meta element {tag} declares {length} bytes where only {remaining} remain"
+                "meta element {} declares {length} bytes where only {remaining} remain",
+                header.tag
             ));
         }
-        position += header + length as usize;
-        used = used.saturating_add(header as u32).saturating_add(length);
+        source.set_position(source.position() + u64::from(length));
+        used = used
+            .saturating_add(header_bytes as u32)
+            .saturating_add(length);
     }
     Ok(())
-}
-
-/// The tag, header size and declared length of an explicit VR little endian element
-/// header at `at`; an unknown VR is read as UN (two reserved bytes, a 32-bit length).
-fn explicit_le_header(bytes: &[u8], at: usize) -> Option<(Tag, usize, u32)> {
-    let head = bytes.get(at..at.checked_add(8)?)?;
-    let tag = Tag(
-        u16::from_le_bytes([head[0], head[1]]),
-        u16::from_le_bytes([head[2], head[3]]),
-    );
-    let vr = VR::from_binary([head[4], head[5]]).unwrap_or(VR::UN);
-    if has_short_length(vr) {
-        return Some((tag, 8, u32::from(u16::from_le_bytes([head[6], head[7]]))));
-    }
-    let length = bytes.get(at + 8..at + 12)?;
-    Some((tag, 12, u32::from_le_bytes(length.try_into().ok()?)))
 }
 
 /// Inflates a deflated data set (raw deflate, PS3.5 A.5) up to [`MAX_INFLATED_BYTES`].
@@ -516,35 +507,6 @@ fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(inflated)
-}
-
-/// VRs whose explicit-VR length is 16 bits (PS3.5 7.1.2); every other one, unknown ones
-/// included (read as UN), has two reserved bytes and a 32-bit length.
-fn has_short_length(vr: VR) -> bool {
-    use VR::*;
-    matches!(
-        vr,
-        AE | AS
-            | AT
-            | CS
-            | DA
-            | DS
-            | DT
-            | FL
-            | FD
-            | IS
-            | LO
-            | LT
-            | PN
-            | SH
-            | SL
-            | SS
-            | ST
-            | TM
-            | UI
-            | UL
-            | US
-    )
 }
 
 fn has_dicm_magic(bytes: &[u8]) -> bool {
@@ -1590,6 +1552,26 @@ mod tests {
         meta.extend_from_slice(&0xFFFF_FF00u32.to_le_bytes());
         let message = refusal(&part10(&meta, &[]));
         assert!(message.contains("meta element (FF02,0001)"), "{message}");
+    }
+
+    #[test]
+    fn meta_headers_are_read_as_dicom_rs_reads_them_items_without_a_vr() {
+        // In the meta group dicom-rs reads a (FFFE,xxxx) header as tag and 32-bit length,
+        // no VR; a walk that read a VR there would land elsewhere than dicom-rs, which then
+        // reads a transfer syntax claiming 4 GB.
+        let mut meta = vec![0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0];
+        meta.extend_from_slice(&[0x08, 0x00, 0x00, 0x00, 0xF0, 0xFF, 0xFF, 0x00]);
+        meta.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'O', b'B', 0, 0]);
+        meta.extend_from_slice(&0xF000_0000u32.to_le_bytes());
+        let mut file = part10(&meta, &[]);
+        // The group length covers everything after it.
+        let length = (file.len() - 144) as u32 + 0x100;
+        file[140..144].copy_from_slice(&length.to_le_bytes());
+        let message = refusal(&file);
+        assert!(
+            message.contains("meta element (0002,0010) declares 4026531840 bytes"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -818,6 +818,15 @@ fn clean_descriptors_keeps_what_a_series_is_without_the_identifying_words() {
     ));
     deidentify_file(&mut file, &clean).unwrap();
     assert_eq!(string(&file, tags::SERIES_DESCRIPTION), None);
+    // A descriptor stored as UN (bytes, not text) cannot be cleaned word by word: removed.
+    let mut file = as_file(identifying_data_set("PID-7781234", "DOE^JOHN", 1));
+    file.put(DataElement::new(
+        tags::SERIES_DESCRIPTION,
+        VR::UN,
+        PrimitiveValue::from(b"Doe AX".to_vec()),
+    ));
+    deidentify_file(&mut file, &clean).unwrap();
+    assert_eq!(string(&file, tags::SERIES_DESCRIPTION), None);
     // Without the option they are removed as the Basic Profile says.
     let obj = deidentified("PID-7781234", "DOE^JOHN", 1);
     assert_eq!(string(&obj, tags::SERIES_DESCRIPTION), None);

@@ -164,8 +164,11 @@ impl FromRequestParts<AppState> for Caller {
 /// The caller of a read (GET or HEAD) that a page makes without script, such as a viewer
 /// slice shown as an `<img>` or a DICOMweb retrieval from the browser: a bearer token, or
 /// else the browser's login session cookie (never an API token put in a cookie). Reads
-/// change nothing, so no CSRF value is needed, and the cookie is `SameSite=Lax`, so other
-/// sites' pages cannot make the browser send it. Anything else needs a bearer token.
+/// change nothing, so no CSRF value is needed. The cookie is `SameSite=Lax`, which still
+/// lets another site send the browser to such an address; a request the browser marks
+/// `Sec-Fetch-Site: cross-site` is therefore not taken on the cookie (it would read
+/// patient data, and record the read, in the user's name). Anything else needs a bearer
+/// token.
 pub struct ReadCaller(pub Caller);
 
 impl FromRequestParts<AppState> for ReadCaller {
@@ -176,7 +179,12 @@ impl FromRequestParts<AppState> for ReadCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let read = parts.method == Method::GET || parts.method == Method::HEAD;
+        let cross_site = parts
+            .headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site.as_bytes().eq_ignore_ascii_case(b"cross-site"));
         if read
+            && !cross_site
             && !parts.headers.contains_key(header::AUTHORIZATION)
             && let Some(secret) = cookie(&parts.headers, SESSION_COOKIE)
         {

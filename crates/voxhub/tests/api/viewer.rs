@@ -1139,6 +1139,19 @@ async fn only_those_who_may_see_the_dataset_view_it_and_the_browser_uses_its_ses
         .await
         .unwrap();
     assert_eq!(slice.status(), StatusCode::OK);
+    // Another site cannot use the cookie, not even by sending the browser to the image.
+    let cross_site = with_cookie(&format!("{series}/slices/axial/4.png"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::UNAUTHORIZED);
+    let same_origin = with_cookie(&format!("{series}/slices/axial/4.png"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_origin.status(), StatusCode::OK);
     // An API token is not a browser session: it must come as a bearer token.
     let token = v
         .app

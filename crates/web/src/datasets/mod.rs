@@ -33,6 +33,30 @@ use voxhub_store::datasets::{
     Dataset, DatasetRef, NewDataset, Patient, Series, SeriesFilter, Study, Upload,
 };
 
+type ReadKey = (i64, String, &'static str);
+
+/// When a person last read a target, and whether that read's audit entry is committed.
+struct RecentRead {
+    at: Instant,
+    committed: bool,
+}
+
+/// Forgets a read whose audit entry was not committed, when dropped still armed.
+struct Forget<'a> {
+    reads: &'a Mutex<HashMap<ReadKey, RecentRead>>,
+    key: Option<ReadKey>,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(mut reads) = self.reads.lock()
+        {
+            reads.remove(&key);
+        }
+    }
+}
+
 /// Settings of the imaging side, filled from the server's configuration.
 #[derive(Debug, Clone)]
 pub struct ImagingSettings {
@@ -73,7 +97,7 @@ pub struct Imaging {
     /// Uploads are written here before they are imported (never held in memory whole).
     pub spool_dir: PathBuf,
     pub wake_deriver: tokio::sync::Notify,
-    recent_reads: Mutex<HashMap<(i64, String, &'static str), Instant>>,
+    recent_reads: Mutex<HashMap<ReadKey, RecentRead>>,
 }
 
 impl Imaging {
@@ -103,42 +127,60 @@ impl Imaging {
         detail: String,
     ) -> Result<(), ApiError> {
         let key = (ctx.caller.user.id, target.clone(), how);
-        {
-            let mut recent = self.recent_reads.lock().expect("read audit lock");
-            let now = Instant::now();
-            if recent
+        let window = self.settings.read_audit_window;
+        let audited = |recent: &HashMap<ReadKey, RecentRead>| {
+            recent
                 .get(&key)
-                .is_some_and(|at| now.duration_since(*at) < self.settings.read_audit_window)
-            {
+                .is_some_and(|read| read.at.elapsed() < window && read.committed)
+        };
+        if audited(&self.recent_reads.lock().expect("read audit lock")) {
+            return Ok(());
+        }
+        // Writes are serialised: once this transaction is open, a read that raced this one
+        // has committed its entry (or failed and forgotten it).
+        let mut tx = state.store.begin().await?;
+        let mut forget = {
+            let mut recent = self.recent_reads.lock().expect("read audit lock");
+            if audited(&recent) {
                 return Ok(());
             }
+            let now = Instant::now();
             if recent.len() > 100_000 {
-                let window = self.settings.read_audit_window;
-                recent.retain(|_, at| now.duration_since(*at) < window);
+                recent.retain(|_, read| now.duration_since(read.at) < window);
             }
-            recent.insert(key.clone(), now);
+            recent.insert(
+                key.clone(),
+                RecentRead {
+                    at: now,
+                    committed: false,
+                },
+            );
+            // Until the entry is committed: a failed or abandoned write (a closed tab)
+            // leaves the next read to be audited.
+            Forget {
+                reads: &self.recent_reads,
+                key: Some(key.clone()),
+            }
+        };
+        tx.audit(ctx.entry(
+            &format!("dataset.{how}"),
+            target,
+            Outcome::Success,
+            detail,
+            false,
+        ))
+        .await?;
+        tx.commit().await?;
+        forget.key = None;
+        if let Some(read) = self
+            .recent_reads
+            .lock()
+            .expect("read audit lock")
+            .get_mut(&key)
+        {
+            read.committed = true;
         }
-        let written = async {
-            let mut tx = state.store.begin().await?;
-            tx.audit(ctx.entry(
-                &format!("dataset.{how}"),
-                target,
-                Outcome::Success,
-                detail,
-                false,
-            ))
-            .await?;
-            tx.commit().await
-        }
-        .await;
-        if written.is_err() {
-            // The read is refused; the next one must be audited, not taken as recorded.
-            self.recent_reads
-                .lock()
-                .expect("read audit lock")
-                .remove(&key);
-        }
-        Ok(written?)
+        Ok(())
     }
 
     /// Reads an object, mapping storage failures to clear errors.

@@ -1296,7 +1296,7 @@ struct Outline {
     opening_window: WindowLevel,
 }
 
-type OutlineMemo = Mutex<HashMap<(usize, String), Arc<Outline>>>;
+type OutlineMemo = Mutex<(HashMap<(usize, String), Arc<Outline>>, usize)>;
 
 /// The outline of a series that forms a DICOM volume (`None` for anything else, or when
 /// its index does not give everything the volume would), remembered per content.
@@ -1309,14 +1309,17 @@ async fn outline(
     static OUTLINES: OnceLock<OutlineMemo> = OnceLock::new();
     let memo = OUTLINES.get_or_init(Default::default);
     let key = (Arc::as_ptr(imaging) as usize, content.to_string());
-    if let Some(known) = memo.lock().expect("outline lock").get(&key) {
+    if let Some(known) = memo.lock().expect("outline lock").0.get(&key) {
         return Ok(Some(known.clone()));
     }
     let summary = summary_of(series);
     // The window the volume opens with is the summary's when it has one (see
     // build_dicom_volume); without it, it would come from the decoded middle slice.
+    // A summary being made again (files were added) may no longer describe the files.
     let (true, Some(opening_window)) = (
-        series.kind == "dicom" && summary["volume"]["ok"].as_bool() == Some(true),
+        series.kind == "dicom"
+            && series.derived == "ready"
+            && summary["volume"]["ok"].as_bool() == Some(true),
         window_of(&summary["window"]),
     ) else {
         return Ok(None);
@@ -1371,12 +1374,17 @@ async fn outline(
         file_window,
         opening_window,
     });
-    // About 100 bytes per file: a few megabytes for the series viewed lately.
+    // About 100 bytes per file: at most some ten megabytes for the series viewed lately.
     let mut memo = memo.lock().expect("outline lock");
-    if memo.len() >= 256 {
-        memo.clear();
+    let (outlines, held) = &mut *memo;
+    let count = outline.objects.len();
+    if *held + count > REMEMBERED_FILES {
+        outlines.clear();
+        *held = 0;
     }
-    memo.insert(key, outline.clone());
+    if outlines.insert(key, outline.clone()).is_none() {
+        *held += count;
+    }
     Ok(Some(outline))
 }
 
@@ -1384,8 +1392,9 @@ type StoredSliceKey = (usize, String, usize);
 type StoredSlices = Mutex<std::collections::VecDeque<(StoredSliceKey, Arc<Vec<f32>>)>>;
 
 /// Decoded stored slices kept for re-rendering with another window and for values under
-/// the cursor: a few megabytes.
+/// the cursor: at most this many, and at most [`KEPT_STORED_BYTES`].
 const KEPT_STORED_SLICES: usize = 16;
+const KEPT_STORED_BYTES: usize = 64 * 1024 * 1024;
 
 /// The modality values of stored slice `stored` of an outlined volume, decoded from its one
 /// file (or kept from a recent request); `None` when the file does not give one scalar
@@ -1408,8 +1417,12 @@ async fn stored_slice(
             return Ok(Some(values));
         }
     }
-    let bytes = imaging.object(&outline.objects[stored]).await?;
     let expected = outline.shape.geometry.rows as usize * outline.shape.geometry.columns as usize;
+    // One slice may take what a whole decoded series may (its values as 32-bit floats).
+    if expected as u64 * 4 > imaging.settings.volume_cache_bytes {
+        return Ok(None);
+    }
+    let bytes = imaging.object(&outline.objects[stored]).await?;
     let values = blocking(move || {
         Ok(dicom::read_bytes(Path::new("image"), &bytes)
             .and_then(|image| dicom::pixels(&image))
@@ -1423,7 +1436,12 @@ async fn stored_slice(
         let values = Arc::new(values);
         let mut kept = kept.lock().expect("stored slices lock");
         kept.push_back((key, values.clone()));
-        if kept.len() > KEPT_STORED_SLICES {
+        let bytes = |kept: &std::collections::VecDeque<(StoredSliceKey, Arc<Vec<f32>>)>| {
+            kept.iter().map(|(_, v)| v.len() * 4).sum::<usize>()
+        };
+        while kept.len() > KEPT_STORED_SLICES
+            || (kept.len() > 1 && bytes(&kept) > KEPT_STORED_BYTES)
+        {
             kept.pop_front();
         }
         values
