@@ -281,11 +281,7 @@ fn read_data_set(bytes: &[u8], uid: &str) -> Result<InMemDicomObject, String> {
     let refusal = Rc::new(RefCell::new(None));
     let decoder = DynStatefulDecoder::new_with_ts(Cursor::new(bytes), ts, 0)
         .map_err(|error| error.to_string())?;
-    let bounded = BoundedDecoder {
-        inner: decoder,
-        end: bytes.len() as u64,
-        refusal: Rc::clone(&refusal),
-    };
+    let bounded = BoundedDecoder::new(decoder, bytes.len() as u64, Rc::clone(&refusal));
     InMemDicomObject::read_dataset(bounded).map_err(|error| {
         refusal
             .borrow_mut()
@@ -317,12 +313,51 @@ struct BoundedDecoder<D> {
     inner: D,
     /// Where the data ends, as a position of `inner`.
     end: u64,
+    /// Where each open sequence or item ends (`u64::MAX` until its delimiter), innermost
+    /// last: dicom-rs builds nested sequences by recursion, so their depth is bounded.
+    open: Vec<u64>,
     /// Why the data was refused, for the error message (dicom-rs's own error type has no
     /// variant that could carry it).
     refusal: Rc<RefCell<Option<String>>>,
 }
 
+/// Sequences and items nested deeper than this are refused (real files nest a few levels;
+/// each level costs dicom-rs stack).
+const MAX_NESTING: usize = 128;
+
 impl<D: StatefulDecode> BoundedDecoder<D> {
+    fn new(inner: D, end: u64, refusal: Rc<RefCell<Option<String>>>) -> Self {
+        BoundedDecoder {
+            inner,
+            end,
+            open: Vec::new(),
+            refusal,
+        }
+    }
+
+    /// Closes what ended by its length before the next header.
+    fn close_ended(&mut self) {
+        let position = self.inner.position();
+        while self.open.last().is_some_and(|&end| end <= position) {
+            self.open.pop();
+        }
+    }
+
+    /// Opens a sequence or item whose value starts here.
+    fn enter(&mut self, length: Length) -> Result<(), ParserError> {
+        let end = length
+            .get()
+            .map_or(u64::MAX, |len| self.inner.position() + u64::from(len));
+        self.open.push(end);
+        if self.open.len() > MAX_NESTING {
+            *self.refusal.borrow_mut() = Some(format!(
+                "sequences are nested deeper than {MAX_NESTING} levels"
+            ));
+            return Err(ParserError::AllocateValueData { len: 0 });
+        }
+        Ok(())
+    }
+
     fn admit(&self, what: &str, length: Length) -> Result<(), ParserError> {
         let Some(length) = length.get() else {
             return Ok(());
@@ -342,17 +377,34 @@ impl<D: StatefulDecode> StatefulDecode for BoundedDecoder<D> {
     type Reader = D::Reader;
 
     fn decode_header(&mut self) -> Result<DataElementHeader, ParserError> {
+        self.close_ended();
         let header = self.inner.decode_header()?;
-        if header.vr != VR::SQ {
-            self.admit(&format!("element {}", header.tag), header.len)?;
+        match (header.tag, header.vr) {
+            // Delimiters, read as headers inside sequences, close the innermost.
+            (Tag(0xFFFE, 0xE00D | 0xE0DD), _) => {
+                self.open.pop();
+            }
+            (Tag(0xFFFE, 0xE000), _) => self.enter(header.len)?,
+            (_, VR::SQ) => self.enter(header.len)?,
+            // Any other element of undefined length is a sequence to dicom-rs (encapsulated
+            // pixel data too, closed by its sequence delimiter).
+            _ if header.len.is_undefined() => self.enter(header.len)?,
+            _ => self.admit(&format!("element {}", header.tag), header.len)?,
         }
         Ok(header)
     }
 
     fn decode_item_header(&mut self) -> Result<SequenceItemHeader, ParserError> {
+        self.close_ended();
         let header = self.inner.decode_item_header()?;
-        if let SequenceItemHeader::Item { len } = header {
-            self.admit("an item", len)?;
+        match header {
+            SequenceItemHeader::Item { len } => {
+                self.admit("an item", len)?;
+                self.enter(len)?;
+            }
+            SequenceItemHeader::ItemDelimiter | SequenceItemHeader::SequenceDelimiter => {
+                self.open.pop();
+            }
         }
         Ok(header)
     }
@@ -1572,6 +1624,39 @@ mod tests {
             message.contains("meta element (0002,0010) declares 4026531840 bytes"),
             "{message}"
         );
+    }
+
+    /// Explicit VR little endian: Modality, then `depth` sequences of undefined length,
+    /// each in an item of the one before, closed properly.
+    fn nested_sequences(depth: usize) -> Vec<u8> {
+        let mut bytes = vec![0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'C', b'T'];
+        for _ in 0..depth {
+            bytes.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0]);
+            bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+            bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+            bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        }
+        for _ in 0..depth {
+            bytes.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            bytes.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        bytes
+    }
+
+    #[test]
+    fn sequences_nested_past_any_real_file_are_refused_before_the_stack_runs_out() {
+        // dicom-rs builds nested sequences by recursion; on a worker thread's 2 MiB stack
+        // a few thousand levels would abort the whole server.
+        let deep = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| refusal(&nested_sequences(20_000)))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(deep.contains("nested deeper than"), "{deep}");
+        // Real nesting (a handful of levels; here 40) reads.
+        let image = read_bytes(Path::new("nested.dcm"), &nested_sequences(40)).unwrap();
+        assert_eq!(image.attributes.modality.as_deref(), Some("CT"));
     }
 
     #[test]
