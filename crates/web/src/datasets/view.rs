@@ -1458,23 +1458,28 @@ fn stored_index(outline: &Outline, plane: Plane, index: usize) -> Result<Option<
     Ok(reformat::stack_slice(&outline.shape.geometry, plane, index))
 }
 
-/// The outline of a series whose volume is not decoded in memory now, with the series's
-/// content key; `None` sends the request to the decoded volume.
-async fn undecoded_outline(
+/// Where slice `index` of `plane` of a series comes from one stored file while its volume
+/// is not decoded in memory: the plane, the series's content key, its outline and the
+/// file's index in the stack. `None` sends the request to the decoded volume (another
+/// plane, another kind of series, a volume already in memory); past the end is refused.
+async fn one_file_slice(
     state: &AppState,
     imaging: &Arc<Imaging>,
     series: &Series,
-) -> Result<Option<(String, Arc<Outline>)>, ApiError> {
-    if series.kind != "dicom" {
+    plane: &str,
+    index: usize,
+) -> Result<Option<(Plane, String, Arc<Outline>, usize)>, ApiError> {
+    let Some(plane) = Plane::from_name(plane).filter(|_| series.kind == "dicom") else {
         return Ok(None);
-    }
+    };
     let (content, instances) = series_files(state, imaging, series).await?;
     if decoded_ready(&format!("volume:{content}")) {
         return Ok(None);
     }
-    Ok(outline(imaging, series, &content, &instances)
-        .await?
-        .map(|outline| (content, outline)))
+    let Some(outline) = outline(imaging, series, &content, &instances).await? else {
+        return Ok(None);
+    };
+    Ok(stored_index(&outline, plane, index)?.map(|stored| (plane, content, outline, stored)))
 }
 
 /// A slice of a DICOM volume's own plane (axial for an axial series) rendered from its one
@@ -1490,13 +1495,9 @@ async fn slice_from_one_file(
     index: usize,
     choice: &WindowChoice,
 ) -> Result<Option<(Bytes, String)>, ApiError> {
-    let Some(plane) = Plane::from_name(plane) else {
-        return Ok(None);
-    };
-    let Some((content, outline)) = undecoded_outline(state, imaging, series).await? else {
-        return Ok(None);
-    };
-    let Some(stored) = stored_index(&outline, plane, index)? else {
+    let Some((plane, content, outline, stored)) =
+        one_file_slice(state, imaging, series, plane, index).await?
+    else {
         return Ok(None);
     };
     let window = resolve_window(choice, outline.file_window, outline.opening_window);
@@ -1536,13 +1537,9 @@ async fn value_from_one_file(
     plane: &str,
     (index, x, y): (usize, usize, usize),
 ) -> Result<Option<ValueJson>, ApiError> {
-    let Some(plane) = Plane::from_name(plane) else {
-        return Ok(None);
-    };
-    let Some((content, outline)) = undecoded_outline(state, imaging, series).await? else {
-        return Ok(None);
-    };
-    let Some(stored) = stored_index(&outline, plane, index)? else {
+    let Some((plane, content, outline, stored)) =
+        one_file_slice(state, imaging, series, plane, index).await?
+    else {
         return Ok(None);
     };
     let Some(values) = stored_slice(imaging, &content, &outline, stored).await? else {
