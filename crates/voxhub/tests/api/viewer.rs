@@ -630,9 +630,31 @@ async fn axial_slices_come_from_one_file_until_the_volume_is_decoded_and_look_th
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // And the metadata panel: the attributes of the file a slice of any plane shows.
+    for (plane, index, file) in [("axial", 11, 11), ("coronal", 5, SLICES / 2)] {
+        let metadata = v
+            .json(&format!("{series}/metadata?plane={plane}&index={index}"))
+            .await;
+        let position = metadata["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["keyword"] == "ImagePositionPatient")
+            .unwrap_or_else(|| panic!("{metadata}"))["value"]
+            .as_str()
+            .unwrap()
+            .split('\\')
+            .map(|p| p.parse::<f64>().unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            position,
+            [-16.0, -20.0, -50.0 + 2.5 * file as f64],
+            "{plane} {index}"
+        );
+    }
     assert!(
         !voxhub_web::datasets::view::volume_decoded(&version),
-        "axial slices or values decoded the whole series"
+        "axial slices, values or metadata decoded the whole series"
     );
     // Beyond the last slice is refused without decoding anything either.
     let (status, body) = v

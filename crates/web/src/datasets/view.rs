@@ -1166,12 +1166,7 @@ fn decode_picture(bytes: &[u8]) -> Result<(Decoded, u64), ApiError> {
 /// The plane a slice address names, for this series.
 fn plane_of(opened: &Opened, name: &str) -> Result<Option<Plane>, ApiError> {
     match &opened.layout {
-        Layout::Volume(_) => Plane::from_name(name).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_plane",
-                format!("there is no plane '{name}'; this series is a volume: use axial, coronal or sagittal"),
-            )
-        }),
+        Layout::Volume(_) => volume_plane(name).map(Some),
         Layout::Stack(_) if name == STACK_PLANE => Ok(None),
         Layout::Stack(_) => Err(ApiError::bad_request(
             "invalid_plane",
@@ -1180,6 +1175,18 @@ fn plane_of(opened: &Opened, name: &str) -> Result<Option<Plane>, ApiError> {
             ),
         )),
     }
+}
+
+/// A plane of a volume by name.
+fn volume_plane(name: &str) -> Result<Plane, ApiError> {
+    Plane::from_name(name).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_plane",
+            format!(
+                "there is no plane '{name}'; this series is a volume: use axial, coronal or sagittal"
+            ),
+        )
+    })
 }
 
 fn out_of_range(plane: &str, index: usize, len: usize) -> ApiError {
@@ -1287,8 +1294,8 @@ pub async fn slice_png(
 struct Outline {
     /// The stack's geometry, with no voxels: for plane sizes, positions and edges only.
     shape: Volume,
-    /// The stored objects of the image files, in stack order.
-    objects: Vec<String>,
+    /// The index ids and stored objects of the image files, in stack order.
+    files: Vec<(i64, String)>,
     monochrome1: bool,
     photometric: String,
     units: String,
@@ -1357,17 +1364,17 @@ async fn outline(
         return Ok(None);
     };
     let (photometric, units, file_window) = description;
-    let objects = geometry
+    let files = geometry
         .order
         .iter()
-        .map(|&i| with_pixels[i].object_id.clone())
+        .map(|&i| (with_pixels[i].id, with_pixels[i].object_id.clone()))
         .collect();
     let outline = Arc::new(Outline {
         shape: Volume {
             geometry,
             voxels: Vec::new(),
         },
-        objects,
+        files,
         monochrome1: photometric == "MONOCHROME1",
         photometric,
         units,
@@ -1377,7 +1384,7 @@ async fn outline(
     // About 100 bytes per file: at most some ten megabytes for the series viewed lately.
     let mut memo = memo.lock().expect("outline lock");
     let (outlines, held) = &mut *memo;
-    let count = outline.objects.len();
+    let count = outline.files.len();
     if *held + count > REMEMBERED_FILES {
         outlines.clear();
         *held = 0;
@@ -1422,7 +1429,7 @@ async fn stored_slice(
     if expected as u64 * 4 > imaging.settings.volume_cache_bytes {
         return Ok(None);
     }
-    let bytes = imaging.object(&outline.objects[stored]).await?;
+    let bytes = imaging.object(&outline.files[stored].1).await?;
     let values = blocking(move || {
         Ok(dicom::read_bytes(Path::new("image"), &bytes)
             .and_then(|image| dicom::pixels(&image))
@@ -2161,7 +2168,37 @@ pub async fn metadata(
     plane: Option<&str>,
     index: Option<usize>,
 ) -> Result<MetadataJson, ApiError> {
-    let opened = open(state, ctx, series_id, "viewer").await?;
+    let imaging = imaging(state)?.clone();
+    let series = readable_series(state, ctx, series_id).await?;
+    imaging
+        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
+        .await?;
+    // A volume's file at a slice of any plane follows from its outline: nothing decoded.
+    if series.kind == "dicom" {
+        let (content, instances) = series_files(state, &imaging, &series).await?;
+        if let Some(outline) = outline(&imaging, &series, &content, &instances).await? {
+            let plane = plane.map_or(Ok(Plane::Axial), volume_plane)?;
+            let len = reformat::plane_len(&outline.shape, plane);
+            let index = index.unwrap_or(len / 2);
+            if index >= len {
+                return Err(out_of_range(plane.name(), index, len));
+            }
+            let (id, object) = &outline.files[voxel_slice(&outline.shape, plane, index)];
+            let bytes = imaging.object(object).await?;
+            let attributes = blocking(move || {
+                let image = dicom::read_bytes(Path::new("image"), &bytes)
+                    .map_err(|e| decode_refusal(&e))?;
+                Ok(dicom_attributes(&image))
+            })
+            .await?;
+            return Ok(MetadataJson {
+                instance: Some(*id),
+                frame: None,
+                attributes,
+            });
+        }
+    }
+    let opened = load_series(state, imaging, series).await?;
     let (instance_id, frame) = match &opened.layout {
         Layout::Volume(shown) => {
             if shown.instances.is_empty() {
