@@ -563,18 +563,24 @@ fn window_of(value: &Value) -> Option<WindowLevel> {
     (center.is_finite() && width >= 1.0).then_some(WindowLevel { center, width })
 }
 
-/// Checks the caller may see the series, records the view, and loads what is shown.
-async fn open(
+/// Checks the caller may see the series and records the view (once per audit window):
+/// what every viewer request does first.
+async fn viewed(
     state: &AppState,
     ctx: &Context<'_>,
     series_id: i64,
-    detail: &str,
-) -> Result<Opened, ApiError> {
+) -> Result<(Arc<Imaging>, Series), ApiError> {
     let imaging = imaging(state)?.clone();
     let series = readable_series(state, ctx, series_id).await?;
     imaging
-        .audit_read(state, ctx, "view", series_target(&series), detail.into())
+        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
         .await?;
+    Ok((imaging, series))
+}
+
+/// Checks the caller may see the series, records the view, and loads what is shown.
+async fn open(state: &AppState, ctx: &Context<'_>, series_id: i64) -> Result<Opened, ApiError> {
+    let (imaging, series) = viewed(state, ctx, series_id).await?;
     load_series(state, imaging, series).await
 }
 
@@ -1263,11 +1269,7 @@ pub async fn slice_png(
     // A slice rendered before is answered from the PNG cache without opening (decoding)
     // the series again: the permission check and the audit still run first, and the key
     // holds the series's content, so a changed series is never answered from old pixels.
-    let imaging = imaging(state)?.clone();
-    let series = readable_series(state, ctx, series_id).await?;
-    imaging
-        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
-        .await?;
+    let (imaging, series) = viewed(state, ctx, series_id).await?;
     let (content, _) = series_files(state, &imaging, &series).await?;
     let request_key = format!(
         "request|{content}|{}|{plane}|{index}|{choice:?}",
@@ -1489,6 +1491,22 @@ async fn one_file_slice(
     Ok(stored_index(&outline, plane, index)?.map(|stored| (plane, content, outline, stored)))
 }
 
+/// The PNG cache key of a volume's slice: the same whether the picture was made from the
+/// decoded volume or from one stored file.
+fn volume_png_key(
+    content: &str,
+    plane: Plane,
+    index: usize,
+    window: WindowLevel,
+    monochrome1: bool,
+) -> String {
+    format!(
+        "{content}|{}|{index}|{}|{monochrome1}",
+        plane.name(),
+        window_key(Some(window))
+    )
+}
+
 /// A slice of a DICOM volume's own plane (axial for an axial series) rendered from its one
 /// stored file, while the volume is not decoded in memory: a first look at a large series,
 /// or many series looked at in turn, costs one file, not the whole series. The picture is
@@ -1509,12 +1527,7 @@ async fn slice_from_one_file(
     };
     let window = resolve_window(choice, outline.file_window, outline.opening_window);
     // The key the decoded volume's picture of this slice has.
-    let key = format!(
-        "{content}|{}|{index}|{}|{}",
-        plane.name(),
-        window_key(Some(window)),
-        outline.monochrome1
-    );
+    let key = volume_png_key(&content, plane, index, window, outline.monochrome1);
     if let Some(png) = png_cached(&key) {
         return Ok(Some((png, content)));
     }
@@ -1604,13 +1617,7 @@ async fn render_slice(
                 return Err(out_of_range(plane.name(), index, len));
             }
             let window = resolve_window(&choice, shown.file_window, shown.opening_window);
-            let key = format!(
-                "{}|{}|{index}|{}|{}",
-                opened.content,
-                plane.name(),
-                window_key(Some(window)),
-                shown.monochrome1
-            );
+            let key = volume_png_key(&opened.content, plane, index, window, shown.monochrome1);
             if let Some(png) = png_cached(&key) {
                 return Ok((png, version));
             }
@@ -1852,11 +1859,7 @@ pub async fn view_info(
     ctx: &Context<'_>,
     series_id: i64,
 ) -> Result<ViewInfo, ApiError> {
-    let imaging = imaging(state)?.clone();
-    let series = readable_series(state, ctx, series_id).await?;
-    imaging
-        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
-        .await?;
+    let (imaging, series) = viewed(state, ctx, series_id).await?;
     let summary = summary_of(&series);
     let mut info = ViewInfo {
         series: series.id,
@@ -2006,7 +2009,7 @@ pub async fn overlay_png(
     index: &str,
 ) -> Result<(Bytes, String), ApiError> {
     let index = slice_number(index)?;
-    let opened = open(state, ctx, series_id, "viewer").await?;
+    let opened = open(state, ctx, series_id).await?;
     let plane_choice = plane_of(&opened, plane)?;
     let label = state.store.series(label_id).await?;
     if label.label_of != Some(series_id) || label.dataset_id != opened.series.dataset_id {
@@ -2090,11 +2093,7 @@ pub async fn value_at(
     x: usize,
     y: usize,
 ) -> Result<ValueJson, ApiError> {
-    let imaging = imaging(state)?.clone();
-    let series = readable_series(state, ctx, series_id).await?;
-    imaging
-        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
-        .await?;
+    let (imaging, series) = viewed(state, ctx, series_id).await?;
     if let Some(value) = value_from_one_file(state, &imaging, &series, plane, (index, x, y)).await?
     {
         return Ok(value);
@@ -2168,11 +2167,7 @@ pub async fn metadata(
     plane: Option<&str>,
     index: Option<usize>,
 ) -> Result<MetadataJson, ApiError> {
-    let imaging = imaging(state)?.clone();
-    let series = readable_series(state, ctx, series_id).await?;
-    imaging
-        .audit_read(state, ctx, "view", series_target(&series), "viewer".into())
-        .await?;
+    let (imaging, series) = viewed(state, ctx, series_id).await?;
     // A volume's file at a slice of any plane follows from its outline: nothing decoded.
     if series.kind == "dicom" {
         let (content, instances) = series_files(state, &imaging, &series).await?;
