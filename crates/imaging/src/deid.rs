@@ -1299,6 +1299,7 @@ mod tests {
         // Marching or "Mayo" are words, not months; "Doe" stuck to text is too short to
         // tell from other words.
         assert_eq!(clean("Mayo protocol"), "Mayo protocol");
+        assert_eq!(clean("Marching XDoe"), "Marching XDoe");
         let cjk: HashSet<String> = ["山田", "太郎"].into_iter().map(String::from).collect();
         assert_eq!(clean_descriptor("胸部CT山田 造影", &cjk), "造影");
     }
